@@ -1,0 +1,97 @@
+"""The `keras-albert` command line.
+
+    keras-albert presets                      # list the named configurations
+    keras-albert info albert_base             # config and exact parameter count
+    keras-albert info albert_base --json --set embedding_dim=64 --set sharing=none
+"""
+
+import argparse
+import ast
+import json
+import sys
+
+
+def _parse_override(text):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw  # a bare word such as `none` or `gelu` stays a string
+    return key.strip(), value
+
+
+def _info(args):
+    from keras_albert.models.encoder import Encoder
+    from keras_albert.presets import preset_config, preset_description, preset_family
+
+    overrides = dict(args.set or [])
+    try:
+        config = preset_config(args.preset, **overrides)
+        encoder = Encoder(**config)
+    except (ValueError, TypeError) as error:
+        print(f"keras-albert info: {error}", file=sys.stderr)
+        return 2
+    params = encoder.count_params()
+    summary = {
+        "preset": args.preset,
+        "family": preset_family(args.preset),
+        "description": preset_description(args.preset),
+        "params": params,
+        **encoder.get_config(),
+    }
+    for key in ("name", "trainable", "dtype"):
+        summary.pop(key, None)
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+        return 0
+    print(f"{args.preset}: {summary['description']}")
+    for key in sorted(summary):
+        if key not in ("preset", "description", "params"):
+            print(f"  {key:22s} {summary[key]}")
+    print(f"  {'params':22s} {params:,}")
+    return 0
+
+
+def _presets(args):
+    from keras_albert.presets import list_presets, preset_description
+
+    for name in list_presets():
+        print(f"{name:18s} {preset_description(name)}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-albert",
+        description="Compact BERT-family encoders (ALBERT, BERT, DistilBERT) for Keras 3.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser(
+        "info", help="print a preset's configuration and exact parameter count"
+    )
+    info.add_argument("preset", help="a preset name; `keras-albert presets` lists them")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument(
+        "--set",
+        action="append",
+        type=_parse_override,
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set embedding_dim=64 --set sharing=none",
+    )
+    info.set_defaults(handler=_info)
+
+    presets = commands.add_parser("presets", help="list the preset names")
+    presets.set_defaults(handler=_presets)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""The encoder stack: L layer applications drawn from G groups of shared blocks."""
+
+import keras
+import tensorflow as tf
+
+from keras_albert.layers.attention import SelfAttentionSublayer
+from keras_albert.layers.dropout import derive_seed
+from keras_albert.layers.feedforward import FeedForwardSublayer
+
+SHARING_MODES = ("all", "attention", "ffn", "none")
+
+
+def layer_schedule(num_layers, num_groups, inner_group_num):
+    """Lists the block applications of an ALBERT-style encoder, in order.
+
+    Layer `l` belongs to group `int(l / num_layers * num_groups)`, the contiguous
+    assignment of google-research/albert, and applies that group's `inner_group_num`
+    blocks one after the other. Returns a list of `(layer, group, inner)` triples,
+    `num_layers * inner_group_num` long.
+
+    >>> layer_schedule(4, 2, 2)
+    [(0, 0, 0), (0, 0, 1), (1, 0, 0), (1, 0, 1), (2, 1, 0), (2, 1, 1), (3, 1, 0), (3, 1, 1)]
+    """
+    return [
+        (layer, int(layer / num_layers * num_groups), inner)
+        for layer in range(num_layers)
+        for inner in range(inner_group_num)
+    ]
+
+
+@keras.saving.register_keras_serializable(package="keras_albert")
+class TransformerStack(keras.layers.Layer):
+    """Applies `num_layers` post-LayerNorm transformer blocks with optional sharing.
+
+    Each block is a `SelfAttentionSublayer` followed by a `FeedForwardSublayer`.
+    `sharing` says which halves are shared across the layers of a group (ALBERT
+    paper, Table 4):
+
+    - `"all"`: one set of weights per (group, inner) slot; ALBERT uses 1 group.
+    - `"attention"`: attention shared per slot, feed-forward weights per layer.
+    - `"ffn"`: feed-forward shared per slot, attention weights per layer.
+    - `"none"`: every layer has its own weights (BERT); groups do not matter.
+
+    Each half carries its own LayerNorm. Calling the stack returns the list of the
+    hidden states after every block application (`num_layers * inner_group_num`
+    tensors); the last one is the sequence output.
+
+    Dropout is drawn statelessly from a seed advanced once per training call and
+    folded with the block index, so each block can be recomputed exactly.
+
+    Example:
+
+    >>> stack = TransformerStack(num_layers=4, hidden_dim=8, num_heads=2, sharing="all")
+    >>> outputs = stack(tf.random.normal([2, 5, 8]), tf.ones([2, 5], "int32"))
+    >>> len(outputs), len(stack.attention_layers)
+    (4, 1)
+    """
+
+    def __init__(
+        self,
+        num_layers,
+        hidden_dim,
+        num_heads,
+        intermediate_dim=None,
+        num_groups=1,
+        inner_group_num=1,
+        sharing="none",
+        activation="gelu",
+        dropout=0.0,
+        attention_dropout=None,
+        layer_norm_epsilon=1e-12,
+        kernel_initializer="glorot_uniform",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if sharing not in SHARING_MODES:
+            raise ValueError(f"Unknown sharing={sharing!r}; expected one of {SHARING_MODES}.")
+        for name, value in (
+            ("num_layers", num_layers),
+            ("num_groups", num_groups),
+            ("inner_group_num", inner_group_num),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if num_groups > num_layers:
+            raise ValueError(
+                f"num_groups ({num_groups}) cannot exceed num_layers ({num_layers})."
+            )
+        self.num_layers = num_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim or 4 * hidden_dim
+        self.num_groups = num_groups
+        self.inner_group_num = inner_group_num
+        self.sharing = sharing
+        self.activation = activation
+        self.dropout = dropout
+        self.attention_dropout = dropout if attention_dropout is None else attention_dropout
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="dropout_seed")
+
+        self.schedule = layer_schedule(num_layers, num_groups, inner_group_num)
+        shares_attention = sharing in ("all", "attention")
+        shares_ffn = sharing in ("all", "ffn")
+        # Keys name the weight sets: ("group", g, i) when shared, ("layer", l, i) if not.
+        self.attention_keys, self.feedforward_keys = [], []
+        self.attention_layers, self.feedforward_layers = [], []
+        self._block_indices = []
+        for layer, group, inner in self.schedule:
+            attention_key = ("group", group, inner) if shares_attention else ("layer", layer, inner)
+            ffn_key = ("group", group, inner) if shares_ffn else ("layer", layer, inner)
+            if attention_key not in self.attention_keys:
+                self.attention_keys.append(attention_key)
+                self.attention_layers.append(
+                    SelfAttentionSublayer(
+                        hidden_dim=hidden_dim,
+                        num_heads=num_heads,
+                        dropout=dropout,
+                        attention_dropout=self.attention_dropout,
+                        layer_norm_epsilon=layer_norm_epsilon,
+                        kernel_initializer=self.kernel_initializer,
+                        dtype=self.dtype_policy,
+                        name=self._slot_name(attention_key, "attention"),
+                    )
+                )
+            if ffn_key not in self.feedforward_keys:
+                self.feedforward_keys.append(ffn_key)
+                self.feedforward_layers.append(
+                    FeedForwardSublayer(
+                        hidden_dim=hidden_dim,
+                        intermediate_dim=self.intermediate_dim,
+                        activation=activation,
+                        dropout=dropout,
+                        layer_norm_epsilon=layer_norm_epsilon,
+                        kernel_initializer=self.kernel_initializer,
+                        dtype=self.dtype_policy,
+                        name=self._slot_name(ffn_key, "ffn"),
+                    )
+                )
+            self._block_indices.append(
+                (self.attention_keys.index(attention_key), self.feedforward_keys.index(ffn_key))
+            )
+
+    def _slot_name(self, key, part):
+        kind, index, inner = key
+        suffix = f"_inner_{inner}" if self.inner_group_num > 1 else ""
+        return f"{kind}_{index}{suffix}_{part}"
+
+    def attention_layer(self, kind, index, inner=0):
+        """The attention sublayer of `("group", g, i)` or `("layer", l, i)`."""
+        return self.attention_layers[self.attention_keys.index((kind, index, inner))]
+
+    def feedforward_layer(self, kind, index, inner=0):
+        """The feed-forward sublayer of `("group", g, i)` or `("layer", l, i)`."""
+        return self.feedforward_layers[self.feedforward_keys.index((kind, index, inner))]
+
+    def build(self, input_shape):
+        for layer in self.attention_layers + self.feedforward_layers:
+            layer.build(input_shape)
+
+    def call(self, hidden_states, input_mask, training=None):
+        use_dropout = bool(training) and (self.dropout > 0 or self.attention_dropout > 0)
+        step_seed = self.seed_generator.next() if use_dropout else None
+        if step_seed is not None:
+            step_seed = tf.cast(step_seed, tf.int32)
+        outputs = []
+        for position, (attention_index, ffn_index) in enumerate(self._block_indices):
+            block_seed = None if step_seed is None else derive_seed(step_seed, position)
+            hidden_states = self.attention_layers[attention_index](
+                hidden_states,
+                input_mask,
+                seed=None if block_seed is None else derive_seed(block_seed, 0),
+            )
+            hidden_states = self.feedforward_layers[ffn_index](
+                hidden_states, seed=None if block_seed is None else derive_seed(block_seed, 1)
+            )
+            outputs.append(hidden_states)
+        return outputs
+
+    def compute_output_shape(self, input_shape, *args, **kwargs):
+        return [tuple(input_shape)] * len(self.schedule)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_layers": self.num_layers,
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "num_groups": self.num_groups,
+                "inner_group_num": self.inner_group_num,
+                "sharing": self.sharing,
+                "activation": self.activation,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "seed": self.seed,
+            }
+        )
+        return config

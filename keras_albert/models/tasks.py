@@ -1,0 +1,190 @@
+"""Task models: an `Encoder` plus a head, as functional Keras models.
+
+Every task takes the encoder's input dict (plus `masked_positions` for masked-LM)
+and returns float32 logits, so it trains with `model.fit` and plain Keras losses.
+`get_config` holds the serialized encoder and the head's arguments, so tasks round-trip
+through `from_config` and `.keras` files.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_albert.heads.classification import ClassificationHead, SpanHead
+from keras_albert.heads.masked_lm import MaskedLMHead
+
+
+def _encoder_inputs(encoder, extra_dims=()):
+    shape = tuple(extra_dims) + (None,)
+    return {key: keras.Input(shape=shape, dtype="int32", name=key) for key in encoder.input_keys}
+
+
+class EncoderTask(keras.Model):
+    """Base class: keeps the encoder and the task arguments for `get_config`."""
+
+    def __init__(self, encoder, inputs, outputs, task_config, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.encoder = encoder
+        self._task_config = dict(task_config)
+        self._input_keys = tuple(inputs)
+
+    def __call__(self, inputs, *args, **kwargs):
+        # One packer serves every encoder: drop keys this model does not read (type
+        # ids for an encoder without token types) instead of letting Keras fall back
+        # to matching inputs by position.
+        if isinstance(inputs, dict):
+            inputs = {key: value for key, value in inputs.items() if key in self._input_keys}
+        return super().__call__(inputs, *args, **kwargs)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            **self._task_config,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
+
+
+def _head_initializer(encoder):
+    return keras.initializers.TruncatedNormal(stddev=encoder.initializer_range)
+
+
+@keras.saving.register_keras_serializable(package="keras_albert")
+class SequenceClassifier(EncoderTask):
+    """Classifies single texts or text pairs from `pooled_output`.
+
+    Outputs logits [batch, num_classes]; train with
+    `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`. With
+    `num_classes=1` it is a regressor (STS-B; train with mean squared error), and
+    with `hidden_dim` it adds DistilBERT's pre-classifier dense + ReLU.
+
+    Example:
+
+    >>> from keras_albert import Encoder
+    >>> model = SequenceClassifier(Encoder.from_preset("bert_tiny"), num_classes=2)
+    >>> ids = tf.constant([[2, 15, 3]])
+    >>> model({"input_word_ids": ids, "input_mask": tf.ones_like(ids),
+    ...        "input_type_ids": tf.zeros_like(ids)}).shape
+    TensorShape([1, 2])
+    """
+
+    def __init__(self, encoder, num_classes, dropout=0.1, hidden_dim=None, **kwargs):
+        inputs = _encoder_inputs(encoder)
+        head = ClassificationHead(
+            num_classes,
+            dropout=dropout,
+            hidden_dim=hidden_dim,
+            kernel_initializer=_head_initializer(encoder),
+            name="classifier",
+        )
+        logits = head(encoder(inputs)["pooled_output"])
+        config = {"num_classes": num_classes, "dropout": dropout, "hidden_dim": hidden_dim}
+        super().__init__(encoder, inputs, logits, config, **kwargs)
+        self.head = head
+
+
+@keras.saving.register_keras_serializable(package="keras_albert")
+class TokenClassifier(EncoderTask):
+    """Per-token logits [batch, seq, num_classes] (NER, tagging) from `sequence_output`."""
+
+    def __init__(self, encoder, num_classes, dropout=0.1, **kwargs):
+        inputs = _encoder_inputs(encoder)
+        head = ClassificationHead(
+            num_classes,
+            dropout=dropout,
+            kernel_initializer=_head_initializer(encoder),
+            name="token_classifier",
+        )
+        logits = head(encoder(inputs)["sequence_output"])
+        super().__init__(
+            encoder, inputs, logits, {"num_classes": num_classes, "dropout": dropout}, **kwargs
+        )
+        self.head = head
+
+
+@keras.saving.register_keras_serializable(package="keras_albert")
+class SpanQuestionAnswerer(EncoderTask):
+    """Extractive QA: `{"start_logits", "end_logits"}`, each [batch, seq], padding at -1e9."""
+
+    def __init__(self, encoder, **kwargs):
+        inputs = _encoder_inputs(encoder)
+        head = SpanHead(kernel_initializer=_head_initializer(encoder), name="span")
+        outputs = head(encoder(inputs)["sequence_output"], inputs["input_mask"])
+        super().__init__(encoder, inputs, outputs, {}, **kwargs)
+        self.head = head
+
+
+@keras.saving.register_keras_serializable(package="keras_albert")
+class MergeChoices(keras.layers.Layer):
+    """Reshapes [batch, choices, seq] to [batch * choices, seq] for the encoder."""
+
+    def call(self, inputs):
+        return tf.reshape(inputs, [-1, tf.shape(inputs)[-1]])
+
+    def compute_output_shape(self, input_shape):
+        return (None, input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="keras_albert")
+class MultipleChoiceClassifier(EncoderTask):
+    """Scores `num_choices` packed (context, choice) pairs per example.
+
+    Inputs have shape [batch, num_choices, seq]; each pair is encoded, its
+    `pooled_output` scored by a dense layer to one logit; output [batch, num_choices].
+    """
+
+    def __init__(self, encoder, num_choices, dropout=0.1, **kwargs):
+        inputs = _encoder_inputs(encoder, extra_dims=(num_choices,))
+        merge = MergeChoices(name="merge_choices")
+        flat = {key: merge(value) for key, value in inputs.items()}
+        head = ClassificationHead(
+            1, dropout=dropout, kernel_initializer=_head_initializer(encoder), name="scorer"
+        )
+        scores = head(encoder(flat)["pooled_output"])
+        logits = keras.ops.reshape(scores, (-1, num_choices))
+        config = {"num_choices": num_choices, "dropout": dropout}
+        super().__init__(encoder, inputs, logits, config, **kwargs)
+        self.head = head
+
+
+@keras.saving.register_keras_serializable(package="keras_albert")
+class PretrainingModel(EncoderTask):
+    """Masked-LM (+ sentence-order) logits for pretraining, as ALBERT.
+
+    Inputs: the encoder inputs plus `masked_positions` [batch, M] (int32).
+    Outputs: `mlm_logits` [batch, M, V] and, with `sentence_order=True`,
+    `sop_logits` [batch, 2] from `pooled_output` (BERT's NSP head has the same
+    shape). The MLM decoder is tied to the encoder's word embeddings.
+    """
+
+    def __init__(self, encoder, sentence_order=True, **kwargs):
+        inputs = _encoder_inputs(encoder)
+        inputs["masked_positions"] = keras.Input(
+            shape=(None,), dtype="int32", name="masked_positions"
+        )
+        encoded = encoder({key: inputs[key] for key in encoder.input_keys})
+        mlm_head = MaskedLMHead(
+            token_embedding=encoder.token_embedding,
+            activation=encoder.activation,
+            layer_norm_epsilon=encoder.layer_norm_epsilon,
+            kernel_initializer=_head_initializer(encoder),
+            name="mlm_head",
+        )
+        outputs = {"mlm_logits": mlm_head(encoded["sequence_output"], inputs["masked_positions"])}
+        sop_head = None
+        if sentence_order:
+            sop_head = ClassificationHead(
+                2,
+                dropout=encoder.dropout,
+                kernel_initializer=_head_initializer(encoder),
+                name="sop_head",
+            )
+            outputs["sop_logits"] = sop_head(encoded["pooled_output"])
+        super().__init__(encoder, inputs, outputs, {"sentence_order": sentence_order}, **kwargs)
+        self.mlm_head = mlm_head
+        self.sop_head = sop_head

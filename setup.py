@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-albert",
+    version="0.1.0",
+    description=(
+        "Compact BERT-family encoders (ALBERT, BERT, DistilBERT) for Keras 3 / "
+        "TensorFlow, with memory-saving training and TF Serving / TF Hub export."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["keras_albert*", "training*", "optimizers*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "tensorflow-text>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "keras-hub>=0.32,<0.33",
+        "safetensors>=0.4",
+        "numpy",
+    ],
+    extras_require={
+        # Parity tests against transformers on PyTorch (CPU). torch is pinned exactly:
+        # a looser pin makes pip fetch a multi-GB CUDA build.
+        "tests": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "sentencepiece"],
+        "hub": ["tensorflow-hub", "tf-keras>=2.21,<2.22"],
+        "tfds": ["tensorflow-datasets"],
+    },
+    entry_points={"console_scripts": ["keras-albert=keras_albert.cli:main"]},
+)
