@@ -111,8 +111,8 @@ def test_stateless_dropout_keeps_expectation_and_rate():
 
 
 def test_runs_under_mixed_bfloat16_policy():
-    reference = Encoder.from_preset("albert_tiny", dropout=0.0)
-    mixed = Encoder.from_preset("albert_tiny", dropout=0.0, dtype="mixed_bfloat16")
+    reference = Encoder.from_preset("albert_tiny", dropout=0.0, seed=0)
+    mixed = Encoder.from_preset("albert_tiny", dropout=0.0, seed=0, dtype="mixed_bfloat16")
     mixed.set_weights(reference.get_weights())
     inputs = _inputs()
     assert mixed.transformer.attention_layers[0].query.kernel.dtype == "float32"
@@ -121,7 +121,9 @@ def test_runs_under_mixed_bfloat16_policy():
     expected = reference(inputs)["sequence_output"]
     real = inputs["input_mask"].numpy().astype(bool)
     error = np.abs(tf.cast(out, tf.float32).numpy() - expected.numpy())[real]
-    assert error.max() < 0.1 and error.mean() < 0.02
+    # bfloat16 keeps 8 bits of mantissa (about 0.4% per value), through 8 blocks.
+    scale = np.abs(expected.numpy()[real]).max()
+    assert error.max() < 0.05 * scale and error.mean() < 0.005 * scale
 
 
 def test_tf_function_with_dynamic_shapes():

@@ -10,6 +10,30 @@ from keras_albert.layers.feedforward import FeedForwardSublayer
 SHARING_MODES = ("all", "attention", "ffn", "none")
 
 
+def parse_remat(remat):
+    """Blocks per recomputed segment for a `remat` setting, or None for no recompute.
+
+    `"none"`: keep every activation. `"full"`: recompute each block in the
+    backward pass, keeping only block inputs. `"every_k"` (e.g. `"every_3"`):
+    recompute segments of k blocks, keeping only every k-th block's input
+    (Chen et al. 2016 pick k near sqrt(L)).
+
+    >>> parse_remat("none"), parse_remat("full"), parse_remat("every_3")
+    (None, 1, 3)
+    """
+    if remat in ("none", None):
+        return None
+    if remat == "full":
+        return 1
+    if isinstance(remat, str) and remat.startswith("every_") and remat[6:].isdigit():
+        if int(remat[6:]) >= 1:
+            return int(remat[6:])
+    raise ValueError(
+        f"Unknown remat={remat!r}; expected 'none', 'full' or 'every_k' with k >= 1 "
+        "(e.g. 'every_2')."
+    )
+
+
 def layer_schedule(num_layers, num_groups, inner_group_num):
     """Lists the block applications of an ALBERT-style encoder, in order.
 
@@ -46,7 +70,9 @@ class TransformerStack(keras.layers.Layer):
     tensors); the last one is the sequence output.
 
     Dropout is drawn statelessly from a seed advanced once per training call and
-    folded with the block index, so each block can be recomputed exactly.
+    folded with the block index, so each block can be recomputed exactly: `remat`
+    (`"none"`, `"full"`, `"every_k"`; see `parse_remat`) trades a second forward
+    pass for not keeping the blocks' activations (gradient checkpointing).
 
     Example:
 
@@ -71,9 +97,12 @@ class TransformerStack(keras.layers.Layer):
         layer_norm_epsilon=1e-12,
         kernel_initializer="glorot_uniform",
         seed=None,
+        remat="none",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.remat = remat
+        self.remat_segment = parse_remat(remat)
         if sharing not in SHARING_MODES:
             raise ValueError(f"Unknown sharing={sharing!r}; expected one of {SHARING_MODES}.")
         for name, value in (
@@ -161,23 +190,51 @@ class TransformerStack(keras.layers.Layer):
         for layer in self.attention_layers + self.feedforward_layers:
             layer.build(input_shape)
 
+    def _run_blocks(self, start, stop, hidden_states, input_mask, step_seed):
+        """Applies blocks `start` .. `stop - 1`; returns each one's output."""
+        outputs = []
+        for position in range(start, stop):
+            attention_index, ffn_index = self._block_indices[position]
+            seeds = [None, None]
+            if step_seed is not None:
+                block_seed = derive_seed(step_seed, position)
+                seeds = [derive_seed(block_seed, 0), derive_seed(block_seed, 1)]
+            hidden_states = self.attention_layers[attention_index](
+                hidden_states, input_mask, seed=seeds[0]
+            )
+            hidden_states = self.feedforward_layers[ffn_index](hidden_states, seed=seeds[1])
+            outputs.append(hidden_states)
+        return outputs
+
+    def _recomputed_segment(self, start, stop, hidden_states, input_mask, step_seed):
+        """Like `_run_blocks`, but keeps only the segment's input for the backward pass.
+
+        `tf.recompute_grad` runs the segment again when gradients are needed. Its
+        arguments are positional tensors only (keyword arguments break it inside
+        `tf.function`), and dropout is stateless, so the recomputation draws the same
+        masks as the forward pass and the gradients are exact.
+        """
+
+        def segment(hidden, mask, *seed):
+            return self._run_blocks(start, stop, hidden, mask, seed[0] if seed else None)
+
+        arguments = (hidden_states, input_mask) + (() if step_seed is None else (step_seed,))
+        return list(tf.recompute_grad(segment)(*arguments))
+
     def call(self, hidden_states, input_mask, training=None):
         use_dropout = bool(training) and (self.dropout > 0 or self.attention_dropout > 0)
-        step_seed = self.seed_generator.next() if use_dropout else None
-        if step_seed is not None:
-            step_seed = tf.cast(step_seed, tf.int32)
+        step_seed = None
+        if use_dropout:
+            step_seed = tf.cast(self.seed_generator.next(), tf.int32)
+        if self.remat_segment is None:
+            return self._run_blocks(0, len(self.schedule), hidden_states, input_mask, step_seed)
         outputs = []
-        for position, (attention_index, ffn_index) in enumerate(self._block_indices):
-            block_seed = None if step_seed is None else derive_seed(step_seed, position)
-            hidden_states = self.attention_layers[attention_index](
-                hidden_states,
-                input_mask,
-                seed=None if block_seed is None else derive_seed(block_seed, 0),
+        for start in range(0, len(self.schedule), self.remat_segment):
+            stop = min(start + self.remat_segment, len(self.schedule))
+            outputs += self._recomputed_segment(
+                start, stop, hidden_states, input_mask, step_seed
             )
-            hidden_states = self.feedforward_layers[ffn_index](
-                hidden_states, seed=None if block_seed is None else derive_seed(block_seed, 1)
-            )
-            outputs.append(hidden_states)
+            hidden_states = outputs[-1]
         return outputs
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
@@ -200,6 +257,7 @@ class TransformerStack(keras.layers.Layer):
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "seed": self.seed,
+                "remat": self.remat,
             }
         )
         return config

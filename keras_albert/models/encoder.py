@@ -75,6 +75,10 @@ class Encoder(keras.Model):
         layer_norm_epsilon: LayerNorm epsilon.
         initializer_range: standard deviation of the truncated normal initializer.
         seed: seed of the dropout masks, for reproducible training.
+        remat: gradient checkpointing of the transformer blocks: `"none"`,
+            `"full"` (recompute every block in the backward pass) or `"every_k"`
+            (recompute segments of k blocks). Saves activation memory for about one
+            extra forward pass; gradients are unchanged (dropout is stateless).
         dtype: a dtype policy name, e.g. `"mixed_bfloat16"`.
     """
 
@@ -98,6 +102,7 @@ class Encoder(keras.Model):
         layer_norm_epsilon=1e-12,
         initializer_range=0.02,
         seed=None,
+        remat="none",
         dtype=None,
         **kwargs,
     ):
@@ -135,6 +140,7 @@ class Encoder(keras.Model):
             layer_norm_epsilon=layer_norm_epsilon,
             kernel_initializer=initializer,
             seed=seed,
+            remat=remat,
             dtype=dtype,
             name="transformer",
         )
@@ -197,6 +203,7 @@ class Encoder(keras.Model):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.initializer_range = initializer_range
         self.seed = seed
+        self.remat = remat
 
     @property
     def input_keys(self):
@@ -277,6 +284,7 @@ class Encoder(keras.Model):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "initializer_range": self.initializer_range,
             "seed": self.seed,
+            "remat": self.remat,
         }
 
     @classmethod

@@ -22,7 +22,10 @@ class EncoderTask(keras.Model):
     """Base class: keeps the encoder and the task arguments for `get_config`."""
 
     def __init__(self, encoder, inputs, outputs, task_config, **kwargs):
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        # The task computes in the encoder's dtype policy; with "mixed_float16",
+        # `compile` then wraps the optimizer in a LossScaleOptimizer by itself.
+        kwargs.pop("dtype", None)
+        super().__init__(inputs=inputs, outputs=outputs, dtype=encoder.dtype_policy, **kwargs)
         self.encoder = encoder
         self._task_config = dict(task_config)
         self._input_keys = tuple(inputs)
@@ -80,6 +83,7 @@ class SequenceClassifier(EncoderTask):
             dropout=dropout,
             hidden_dim=hidden_dim,
             kernel_initializer=_head_initializer(encoder),
+            dtype=encoder.dtype_policy,
             name="classifier",
         )
         logits = head(encoder(inputs)["pooled_output"])
@@ -98,6 +102,7 @@ class TokenClassifier(EncoderTask):
             num_classes,
             dropout=dropout,
             kernel_initializer=_head_initializer(encoder),
+            dtype=encoder.dtype_policy,
             name="token_classifier",
         )
         logits = head(encoder(inputs)["sequence_output"])
@@ -113,7 +118,11 @@ class SpanQuestionAnswerer(EncoderTask):
 
     def __init__(self, encoder, **kwargs):
         inputs = _encoder_inputs(encoder)
-        head = SpanHead(kernel_initializer=_head_initializer(encoder), name="span")
+        head = SpanHead(
+            kernel_initializer=_head_initializer(encoder),
+            dtype=encoder.dtype_policy,
+            name="span",
+        )
         outputs = head(encoder(inputs)["sequence_output"], inputs["input_mask"])
         super().__init__(encoder, inputs, outputs, {}, **kwargs)
         self.head = head
@@ -140,10 +149,14 @@ class MultipleChoiceClassifier(EncoderTask):
 
     def __init__(self, encoder, num_choices, dropout=0.1, **kwargs):
         inputs = _encoder_inputs(encoder, extra_dims=(num_choices,))
-        merge = MergeChoices(name="merge_choices")
+        merge = MergeChoices(dtype=encoder.dtype_policy, name="merge_choices")
         flat = {key: merge(value) for key, value in inputs.items()}
         head = ClassificationHead(
-            1, dropout=dropout, kernel_initializer=_head_initializer(encoder), name="scorer"
+            1,
+            dropout=dropout,
+            kernel_initializer=_head_initializer(encoder),
+            dtype=encoder.dtype_policy,
+            name="scorer",
         )
         scores = head(encoder(flat)["pooled_output"])
         logits = keras.ops.reshape(scores, (-1, num_choices))
@@ -173,6 +186,7 @@ class PretrainingModel(EncoderTask):
             activation=encoder.activation,
             layer_norm_epsilon=encoder.layer_norm_epsilon,
             kernel_initializer=_head_initializer(encoder),
+            dtype=encoder.dtype_policy,
             name="mlm_head",
         )
         outputs = {"mlm_logits": mlm_head(encoded["sequence_output"], inputs["masked_positions"])}
@@ -182,6 +196,7 @@ class PretrainingModel(EncoderTask):
                 2,
                 dropout=encoder.dropout,
                 kernel_initializer=_head_initializer(encoder),
+            dtype=encoder.dtype_policy,
                 name="sop_head",
             )
             outputs["sop_logits"] = sop_head(encoded["pooled_output"])
