@@ -26,6 +26,7 @@ setup(
         "tests": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "sentencepiece"],
         "hub": ["tensorflow-hub", "tf-keras>=2.21,<2.22"],
         "tfds": ["tensorflow-datasets"],
+        "bench": ["matplotlib"],
     },
     entry_points={"console_scripts": ["keras-albert=keras_albert.cli:main"]},
 )

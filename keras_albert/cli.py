@@ -3,12 +3,16 @@
     keras-albert presets                      # list the named configurations
     keras-albert info albert_base             # config and exact parameter count
     keras-albert info albert_base --json --set embedding_dim=64 --set sharing=none
+    keras-albert bench train --preset albert_base --batch 8 --seq 128 --remat none,full
 """
 
 import argparse
 import ast
 import json
+import os
 import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _parse_override(text):
@@ -62,6 +66,16 @@ def _presets(args):
     return 0
 
 
+def _bench_train(args):
+    from training.benchmark import bench_train
+
+    try:
+        return bench_train(args)
+    except ValueError as error:
+        print(f"keras-albert bench train: {error}", file=sys.stderr)
+        return 2
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-albert",
@@ -85,6 +99,18 @@ def build_parser():
 
     presets = commands.add_parser("presets", help="list the preset names")
     presets.set_defaults(handler=_presets)
+
+    bench = commands.add_parser("bench", help="benchmarks")
+    bench_kinds = bench.add_subparsers(dest="kind", required=True)
+    train = bench_kinds.add_parser(
+        "train",
+        help="time and peak memory of a pretraining step (MLM + SOP), each "
+        "configuration in a fresh process; comma-separated values are compared",
+    )
+    from training.benchmark import add_arguments
+
+    add_arguments(train)
+    train.set_defaults(handler=_bench_train)
     return parser
 
 

@@ -1,4 +1,28 @@
-"""Optimizers and learning-rate schedules (our factored AdaFactor lands here).
+"""Optimizers for training the encoders with little optimizer memory.
 
-Empty for now: the encoder zoo (`keras_albert`) comes first.
+`AdaFactor` (Shazeer & Stern 2018) keeps factored second moments: an n x m matrix costs
+n + m floats of state instead of Adam's 2 n m. `optimizer_state_bytes(optimizer)` counts
+the bytes of any built Keras optimizer's state. `create_optimizer` builds the recipe
+optimizers (Adam, AdamW, LAMB, AdaFactor) with warm-up + polynomial decay and
+LayerNorm/bias excluded from weight decay.
 """
+
+import os
+
+# Like `keras_albert`: the TensorFlow backend unless the user chose one already.
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from optimizers.adafactor import AdaFactor, optimizer_state_bytes  # noqa: E402
+from optimizers.factory import OPTIMIZERS, create_optimizer  # noqa: E402
+from optimizers.schedules import WarmupPolynomialDecay  # noqa: E402
+from optimizers.weight_decay import AdamW, Lamb  # noqa: E402
+
+__all__ = [
+    "OPTIMIZERS",
+    "AdaFactor",
+    "AdamW",
+    "Lamb",
+    "WarmupPolynomialDecay",
+    "create_optimizer",
+    "optimizer_state_bytes",
+]

@@ -209,17 +209,18 @@ class TransformerStack(keras.layers.Layer):
     def _recomputed_segment(self, start, stop, hidden_states, input_mask, step_seed):
         """Like `_run_blocks`, but keeps only the segment's input for the backward pass.
 
-        `tf.recompute_grad` runs the segment again when gradients are needed. Its
-        arguments are positional tensors only (keyword arguments break it inside
+        `tf.recompute_grad` runs the segment again when gradients are needed. It is
+        called with one positional tensor (keyword arguments break it inside
         `tf.function`), and dropout is stateless, so the recomputation draws the same
         masks as the forward pass and the gradients are exact.
         """
 
-        def segment(hidden, mask, *seed):
-            return self._run_blocks(start, stop, hidden, mask, seed[0] if seed else None)
+        def segment(hidden):
+            # The integer mask and seed are captured, not arguments: they need no
+            # gradient (and the tape warns when asked to watch integers).
+            return self._run_blocks(start, stop, hidden, input_mask, step_seed)
 
-        arguments = (hidden_states, input_mask) + (() if step_seed is None else (step_seed,))
-        return list(tf.recompute_grad(segment)(*arguments))
+        return list(tf.recompute_grad(segment)(hidden_states))
 
     def call(self, hidden_states, input_mask, training=None):
         use_dropout = bool(training) and (self.dropout > 0 or self.attention_dropout > 0)

@@ -179,6 +179,11 @@ class Encoder(keras.Model):
             **kwargs,
         )
 
+        if dtype is not None:
+            # Functional models do not take the policy from `dtype` themselves; the
+            # model's policy decides loss scaling in `compile` and is saved in config.
+            self.dtype_policy = keras.dtype_policies.get(dtype)
+
         # === Sub-layers, for weight transfer and heads ===
         self.embedding = embedding
         self.transformer = stack

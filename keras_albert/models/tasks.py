@@ -25,7 +25,8 @@ class EncoderTask(keras.Model):
         # The task computes in the encoder's dtype policy; with "mixed_float16",
         # `compile` then wraps the optimizer in a LossScaleOptimizer by itself.
         kwargs.pop("dtype", None)
-        super().__init__(inputs=inputs, outputs=outputs, dtype=encoder.dtype_policy, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.dtype_policy = encoder.dtype_policy
         self.encoder = encoder
         self._task_config = dict(task_config)
         self._input_keys = tuple(inputs)
