@@ -18,6 +18,7 @@ setup(
         "keras>=3.15,<3.16",
         "keras-hub>=0.32,<0.33",
         "safetensors>=0.4",
+        "huggingface_hub",
         "numpy",
     ],
     extras_require={

@@ -37,17 +37,22 @@ def measure(preset, batch, seq, remat, optimizer, steps, precision="float32"):
     return result
 
 
-def largest_batch(preset, seq, remat, optimizer, budget_mb, steps, start=8, limit=1024):
-    """Doubles the batch while the peak tensor memory stays within the budget."""
+def largest_batch(preset, seq, remat, optimizer, budget_mb, steps, start=8, limit=128,
+                  bisect=True):
+    """The largest batch whose peak tensor memory stays within the budget.
+
+    Doubles from `start` up to `limit`; then, if `bisect`, narrows down between the
+    last batch that fit and the first that did not. Returns (result, capped), where
+    `capped` says the search stopped at `limit` with memory to spare.
+    """
     best, batch = None, start
     while batch <= limit:
         result = measure(preset, batch, seq, remat, optimizer, steps)
         if "error" in result or result["peak_tensor_mb"] > budget_mb:
             break
         best, batch = result, batch * 2
-    if best is None:
-        return None
-    # One bisection pass between the last fitting batch and the first that did not.
+    if best is None or batch > limit or not bisect:
+        return best, batch > limit
     low, high = best["batch"], best["batch"] * 2
     while high - low > max(1, low // 8):
         middle = (low + high) // 2
@@ -56,7 +61,7 @@ def largest_batch(preset, seq, remat, optimizer, budget_mb, steps, start=8, limi
             best, low = result, middle
         else:
             high = middle
-    return best
+    return best, False
 
 
 def plot(rows, path, title):
@@ -83,25 +88,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="albert_base")
     parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--batches", default="8,16,32")
+    parser.add_argument("--batches", default="8,16,32",
+                        help="batch sizes of the memory curve; empty to skip it")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--budget-mb", type=float, default=None,
                         help="also search the largest batch within this budget")
+    parser.add_argument("--max-batch", type=int, default=128,
+                        help="stop the doubling search for the budget here")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
 
-    batches = [int(b) for b in args.batches.split(",")]
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else []
     rows = [measure(args.preset, b, args.seq, remat, "adam", args.steps)
             for remat in ("none", "full") for b in batches]
-    table = ["| batch | remat | step time (s) | peak tensor MiB | peak RSS MiB |",
-             "|---|---|---|---|---|"]
+    table, ratios = [], []
+    if rows:
+        table = ["| batch | remat | step time (s) | peak tensor MiB | peak RSS MiB |",
+                 "|---|---|---|---|---|"]
     for row in rows:
         if "error" in row:
             table.append(f"| {row['batch']} | {row['remat']} | error | | |")
         else:
             table.append(f"| {row['batch']} | {row['remat']} | {row['step_time_s']} | "
                          f"{row['peak_tensor_mb']} | {row['peak_rss_mb']} |")
-    ratios = []
     for batch in batches:
         pair = {r["remat"]: r for r in rows if r["batch"] == batch and "error" not in r}
         if len(pair) == 2:
@@ -112,19 +121,28 @@ def main():
                 f"{pair['full']['step_time_s'] / pair['none']['step_time_s']:.2f}"
             )
     png = ROOT / "docs" / f"memory_{args.preset}_seq{args.seq}.png"
-    png.parent.mkdir(exist_ok=True)
-    plot(rows, png, f"{args.preset}, seq {args.seq}, Adam, float32")
+    if rows:
+        png.parent.mkdir(exist_ok=True)
+        plot(rows, png, f"{args.preset}, seq {args.seq}, Adam, float32")
     budget_lines = []
     if args.budget_mb:
-        baseline = largest_batch(args.preset, args.seq, "none", "adam", args.budget_mb,
-                                 args.steps)
-        saving = largest_batch(args.preset, args.seq, "full", "adafactor", args.budget_mb,
-                               args.steps)
+        baseline, _ = largest_batch(args.preset, args.seq, "none", "adam", args.budget_mb,
+                                    args.steps, limit=args.max_batch)
+        saving, capped = largest_batch(args.preset, args.seq, "full", "adafactor",
+                                       args.budget_mb, args.steps, limit=args.max_batch,
+                                       bisect=False)
         for label, best in (("no remat + Adam", baseline), ("remat full + AdaFactor", saving)):
-            budget_lines.append(f"- {label}: largest batch within {args.budget_mb:.0f} MiB = "
-                                f"{best['batch'] if best else 'none'}")
+            size = best["batch"] if best else "none"
+            memory = f" (peak {best['peak_tensor_mb']} MiB)" if best else ""
+            budget_lines.append(
+                f"- {label}: largest batch within {args.budget_mb:.0f} MiB = {size}{memory}"
+            )
+        if capped:
+            budget_lines.append(f"  (the doubling search stopped at --max-batch "
+                                f"{args.max_batch}; more may fit)")
         if baseline and saving:
-            budget_lines.append(f"- ratio: {saving['batch'] / baseline['batch']:.2f}x")
+            bound = ">= " if capped else ""
+            budget_lines.append(f"- ratio: {bound}{saving['batch'] / baseline['batch']:.2f}x")
     command = "python benchmarks/memory_remat.py " + " ".join(
         a for a in sys.argv[1:] if a != "--write")
     body = "\n".join([
@@ -142,12 +160,14 @@ def main():
         *ratios,
         *budget_lines,
         "",
-        f"![peak memory against batch size]({png.name})",
+        *([f"![peak memory against batch size]({png.name})"] if rows else []),
     ])
     print(body)
     if args.write:
+        kind = "against batch size" if rows else f"within {args.budget_mb:.0f} MiB"
         replace_section(ROOT / "docs" / "benchmarks.md",
-                        f"Memory: recompute and AdaFactor ({args.preset}, seq {args.seq})", body)
+                        f"Memory {kind}: recompute and AdaFactor ({args.preset}, seq {args.seq})",
+                        body)
 
 
 if __name__ == "__main__":

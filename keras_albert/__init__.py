@@ -6,9 +6,10 @@ import os
 # SavedModel export, tf.distribute). Choose it unless the user chose already.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from keras_albert.conversion.pretrained import from_pretrained  # noqa: E402
 from keras_albert.models.encoder import Encoder  # noqa: E402
 from keras_albert.presets import list_presets, preset_config  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["Encoder", "list_presets", "preset_config", "__version__"]
+__all__ = ["Encoder", "from_pretrained", "list_presets", "preset_config", "__version__"]

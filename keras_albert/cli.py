@@ -4,6 +4,8 @@
     keras-albert info albert_base             # config and exact parameter count
     keras-albert info albert_base --json --set embedding_dim=64 --set sharing=none
     keras-albert bench train --preset albert_base --batch 8 --seq 128 --remat none,full
+    keras-albert convert hf_model_dir model.keras          # or a Hugging Face directory:
+    keras-albert convert albert_tf1_dir albert_hf --format hf --heads
 """
 
 import argparse
@@ -76,6 +78,26 @@ def _bench_train(args):
         return 2
 
 
+def _convert(args):
+    from keras_albert.conversion.pretrained import convert
+
+    try:
+        path = convert(
+            args.source,
+            args.destination,
+            format=args.format,
+            heads=args.heads,
+            allow_pickle=args.allow_pickle,
+            overwrite=args.overwrite,
+            timeout=args.timeout,
+        )
+    except (ValueError, TypeError, OSError, ImportError) as error:
+        print(f"keras-albert convert: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-albert",
@@ -111,6 +133,33 @@ def build_parser():
 
     add_arguments(train)
     train.set_defaults(handler=_bench_train)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a checkpoint (Hugging Face directory or hf://owner/name, keras-hub "
+        "preset, original ALBERT TF1 checkpoint) to a .keras file or a Hugging Face "
+        "directory, strictly",
+    )
+    convert.add_argument("source", help="checkpoint directory, TF1 prefix or hf://owner/name")
+    convert.add_argument(
+        "destination", help="a path ending in .keras, or a directory (Hugging Face format)"
+    )
+    convert.add_argument(
+        "--format", choices=("keras", "hf"), help="output format (default: from DESTINATION)"
+    )
+    convert.add_argument(
+        "--heads", action="store_true",
+        help="keep the masked-LM and SOP / NSP heads (a PretrainingModel)",
+    )
+    convert.add_argument(
+        "--allow-pickle", action="store_true",
+        help="read pytorch_model.bin (a pickle; only for files you trust)",
+    )
+    convert.add_argument("--overwrite", action="store_true", help="replace DESTINATION")
+    convert.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds to wait for the Hub (default 20)"
+    )
+    convert.set_defaults(handler=_convert)
     return parser
 
 
