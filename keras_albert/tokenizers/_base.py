@@ -14,7 +14,24 @@ def _read_file(path, what, binary):
         return handle.read()
 
 
-class _Tokenizer(keras.layers.Layer):
+class _IdLayer(keras.layers.Layer):
+    """A built, int32-output layer that takes strings and ragged ids as they are.
+
+    Tokenizers, the packer and the preprocessor all output int32 ids whatever dtype
+    policy is active (a dtype coming back from `get_config` is ignored), and their
+    inputs (tf.string tensors, Python strings, ragged or lists of segments) must not
+    be converted by Keras.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.pop("dtype", None)
+        super().__init__(dtype="int32", **kwargs)
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        self.built = True
+
+
+class _Tokenizer(_IdLayer):
     """Shared plumbing of the string -> int32 id tokenizers (not exported).
 
     Subclasses set `special_tokens` and implement `_normalize`, `_tokenize` and
@@ -27,17 +44,11 @@ class _Tokenizer(keras.layers.Layer):
     _vocabulary_argument = None
 
     def __init__(self, lowercase=True, strip_accents=True, **kwargs):
-        # Ids are always int32; a dtype coming back from `get_config` is ignored.
-        kwargs.pop("dtype", None)
-        super().__init__(dtype="int32", **kwargs)
+        super().__init__(**kwargs)
         self.lowercase = lowercase
         self.strip_accents = strip_accents
         self._vocabulary = None
         self._token_to_id_map = None
-        # Take tf.string tensors and Python strings as they are.
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-        self.built = True
 
     def _set_vocabulary(self, tokens):
         token_to_id = {}

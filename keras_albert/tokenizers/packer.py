@@ -6,6 +6,8 @@ import keras
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from keras_albert.tokenizers._base import _IdLayer
+
 TRUNCATIONS = ("longest_first", "round_robin")
 PAD_TO = ("fixed", "batch")
 
@@ -63,7 +65,7 @@ class _LongestFirstTrimmer(tf_text.Trimmer):
 
 
 @keras.saving.register_keras_serializable(package="keras_albert")
-class InputPacker(keras.layers.Layer):
+class InputPacker(_IdLayer):
     """Packs token ids as `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]` and pads them.
 
     Call it with a list of one or two ragged int batches (one row per example; dense
@@ -106,9 +108,7 @@ class InputPacker(keras.layers.Layer):
         pad_to="fixed",
         **kwargs,
     ):
-        # Outputs are always int32; a dtype coming back from `get_config` is ignored.
-        kwargs.pop("dtype", None)
-        super().__init__(dtype="int32", **kwargs)
+        super().__init__(**kwargs)
         check_packing_arguments(seq_length, truncation, pad_to)
         self.seq_length = int(seq_length)
         self.cls_id = int(cls_id)
@@ -116,9 +116,6 @@ class InputPacker(keras.layers.Layer):
         self.pad_id = int(pad_id)
         self.truncation = truncation
         self.pad_to = pad_to
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-        self.built = True
 
     def _segments(self, inputs):
         """Returns `(list of ragged int32 batches, whether it was one example)`."""

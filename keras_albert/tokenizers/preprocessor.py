@@ -3,12 +3,13 @@
 import keras
 import tensorflow as tf
 
+from keras_albert.tokenizers._base import _IdLayer
 from keras_albert.tokenizers.packer import InputPacker
 from keras_albert.tokenizers.packer import check_packing_arguments
 
 
 @keras.saving.register_keras_serializable(package="keras_albert")
-class Preprocessor(keras.layers.Layer):
+class Preprocessor(_IdLayer):
     """Tokenizes one or two texts per example and packs them for an encoder.
 
     Call it with a batch of strings (single texts), a tuple/list `(text_a, text_b)`
@@ -45,8 +46,7 @@ class Preprocessor(keras.layers.Layer):
         pad_to="fixed",
         **kwargs,
     ):
-        kwargs.pop("dtype", None)
-        super().__init__(dtype="int32", **kwargs)
+        super().__init__(**kwargs)
         check_packing_arguments(seq_length, truncation, pad_to)
         self.tokenizer = tokenizer
         self.seq_length = int(seq_length)
@@ -55,9 +55,6 @@ class Preprocessor(keras.layers.Layer):
         self._packer = None
         if tokenizer._vocabulary is not None:
             self._packer = self._make_packer()
-        self._convert_input_args = False
-        self._allow_non_tensor_positional_args = True
-        self.built = True
 
     def _make_packer(self):
         return InputPacker(
