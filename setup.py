@@ -18,13 +18,20 @@ setup(
         "keras>=3.15,<3.16",
         "keras-hub>=0.32,<0.33",
         "safetensors>=0.4",
+        # Training: TensorBoard logs (tensorflow no longer pulls it in) and
+        # SentencePiece vocabulary training for `keras-albert pretrain` / `demo`.
+        "tensorboard>=2.21,<2.22",
+        "sentencepiece",
         "huggingface_hub",
         "numpy",
     ],
     extras_require={
         # Parity tests against transformers on PyTorch (CPU). torch is pinned exactly:
         # a looser pin makes pip fetch a multi-GB CUDA build.
-        "tests": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "sentencepiece"],
+        # scipy / scikit-learn are independent references for the metrics tests;
+        # tensorflow-datasets for the TFDS loader's offline failure path.
+        "tests": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "scipy",
+                  "scikit-learn", "tensorflow-datasets"],
         "hub": ["tensorflow-hub", "tf-keras>=2.21,<2.22"],
         "tfds": ["tensorflow-datasets"],
         "bench": ["matplotlib"],

@@ -6,6 +6,10 @@
     keras-albert bench train --preset albert_base --batch 8 --seq 128 --remat none,full
     keras-albert convert hf_model_dir model.keras          # or a Hugging Face directory:
     keras-albert convert albert_tf1_dir albert_hf --format hf --heads
+    keras-albert demo                                      # the whole pipeline, offline
+    keras-albert pretrain --corpus corpus.txt.gz --preset albert_base --output run/
+    keras-albert finetune --model run/ --train train.tsv --eval dev.tsv --output sst2/
+    keras-albert distill --teacher sst2/ --train train.tsv --eval dev.tsv --output student/
 """
 
 import argparse
@@ -160,7 +164,27 @@ def build_parser():
         "--timeout", type=float, default=20.0, help="seconds to wait for the Hub (default 20)"
     )
     convert.set_defaults(handler=_convert)
+
+    from training.commands import COMMANDS
+
+    for name, (help_text, add_arguments, handler) in COMMANDS.items():
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(command)
+        command.set_defaults(handler=_reporting_errors(name, handler))
     return parser
+
+
+def _reporting_errors(name, handler):
+    """Bad input ends the command with one clear line and exit code 2, not a traceback."""
+
+    def run(args):
+        try:
+            return handler(args)
+        except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError) as error:
+            print(f"keras-albert {name}: {error}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def main(argv=None):

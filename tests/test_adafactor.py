@@ -225,8 +225,9 @@ def test_trains_a_classifier_about_as_well_as_adam():
     for losses in (ours, ours_xla):
         assert losses[-1] < 0.5 * losses[0], losses
         assert losses[-1] < max(2 * adam[-1], 0.1), (losses[-1], adam[-1])
-    # XLA computes the same steps.
-    np.testing.assert_allclose(ours_xla, ours, rtol=1e-2)
+    # XLA computes the same steps. Compare the first dozen epochs tightly: later, float
+    # rounding differences between the two compilers grow as training turns chaotic.
+    np.testing.assert_allclose(ours_xla[:12], ours[:12], rtol=1e-3)
 
 
 def test_config_round_trip():

@@ -1,4 +1,6 @@
 """Training pipelines: data, pretraining, fine-tuning, distillation, tf.distribute strategy.
 
-Empty for now: the encoder zoo (`keras_albert`) comes first; the pipelines build on it.
+Text -> batches: `corpus`, `vocab`, `pretraining_data`, `task_data`.
+Batches -> trained models: `pretrain`, `finetune`, `distill` (with `metrics`,
+`callbacks`, `strategy`). `demo` runs the whole pipeline; `commands` is the CLI.
 """

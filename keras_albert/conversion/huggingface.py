@@ -187,7 +187,9 @@ def tokenizer_from_directory(directory):
     return None
 
 
-def _write_tokenizer(tokenizer, directory):
+def write_tokenizer(tokenizer, directory):
+    """Writes `spiece.model` or `vocab.txt` and `tokenizer_config.json` to `directory`."""
+    directory = pathlib.Path(directory)
     from keras_albert.tokenizers import SentencePieceTokenizer, WordPieceTokenizer
 
     if isinstance(tokenizer, WordPieceTokenizer):
@@ -272,7 +274,7 @@ def save_huggingface(model, directory, tokenizer=None, overwrite=False):
         (scratch / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         save_file(state, str(scratch / SAFETENSORS_FILE), metadata={"format": "pt"})
         if tokenizer is not None:
-            _write_tokenizer(tokenizer, scratch)
+            write_tokenizer(tokenizer, scratch)
         return scratch
 
     return write_atomically(directory, write, overwrite)

@@ -227,7 +227,9 @@ class TransformerStack(keras.layers.Layer):
         step_seed = None
         if use_dropout:
             step_seed = tf.cast(self.seed_generator.next(), tf.int32)
-        if self.remat_segment is None:
+        # Recompute only serves backward passes: inference (and exported serving
+        # graphs) runs the blocks plainly, with no custom-gradient functions.
+        if self.remat_segment is None or not training:
             return self._run_blocks(0, len(self.schedule), hidden_states, input_mask, step_seed)
         outputs = []
         for start in range(0, len(self.schedule), self.remat_segment):

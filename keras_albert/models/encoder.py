@@ -109,7 +109,12 @@ class Encoder(keras.Model):
         intermediate_dim = intermediate_dim or 4 * hidden_dim
         embedding_dim = embedding_dim or hidden_dim
         attention_dropout = dropout if attention_dropout is None else attention_dropout
-        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range, seed=seed)
+        # A seed generator, not an int: an initializer seeded with an int (or left
+        # unseeded) returns the same tensor on every call in Keras 3, which would start
+        # query, key, value and every layer from identical weights.
+        initializer = keras.initializers.TruncatedNormal(
+            stddev=initializer_range, seed=keras.random.SeedGenerator(seed)
+        )
 
         # === Layers ===
         embedding = FactorizedEmbedding(

@@ -118,10 +118,23 @@ class SentencePieceTokenizer(_Tokenizer):
         return text
 
     def _tokenize(self, text):
-        return self._sentencepiece.tokenize(text)
+        return self._with_live_resource(lambda: self._sentencepiece.tokenize(text))
 
     def _detokenize(self, ids):
-        return self._sentencepiece.detokenize(ids)
+        return self._with_live_resource(lambda: self._sentencepiece.detokenize(ids))
+
+    def _with_live_resource(self, run):
+        # tensorflow-text's SentencePiece resource is owned by an op kernel, and
+        # `tf.random.set_seed` (so `keras.utils.set_random_seed`) clears TensorFlow's
+        # kernel cache, which deletes it. Eagerly, rebuild it and carry on; graphs
+        # traced before the reset keep the dead handle, so seed before tokenizing.
+        if not tf.executing_eagerly():
+            return run()
+        try:
+            return run()
+        except tf.errors.NotFoundError:
+            self.set_proto(self.proto)
+            return run()
 
     def save_assets(self, dir_path):
         if self.proto is not None:

@@ -1,0 +1,423 @@
+"""`keras-albert pretrain | finetune | distill | demo`: arguments and handlers.
+
+Each command prints Keras's progress bar while it trains, writes TensorBoard logs,
+the model and its vocabulary to `--output`, and ends with a one-line JSON summary
+(also in `OUTPUT/summary.json`). A killed run started again with the same command
+resumes from its last completed epoch (`OUTPUT/backup`).
+"""
+
+import json
+import os
+import pathlib
+
+from training.strategy import STRATEGIES
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+# === Shared options ===
+
+def _add_training_options(parser, optimizer="adamw", learning_rate=None, batch=32, seq=128):
+    group = parser.add_argument_group("training")
+    group.add_argument("--output", required=True, help="directory for the model, logs, summary")
+    group.add_argument("--batch", type=int, default=batch, help=f"global batch size ({batch})")
+    group.add_argument("--seq", type=int, default=seq, help=f"sequence length ({seq})")
+    group.add_argument("--optimizer", choices=("adam", "adamw", "lamb", "adafactor"),
+                       default=optimizer, help=f"optimizer ({optimizer})")
+    group.add_argument("--learning-rate", type=float, default=learning_rate,
+                       help="peak learning rate (AdaFactor: omit for its relative step)")
+    group.add_argument("--warmup", type=float, default=0.06,
+                       help="warm-up as a fraction of the steps (0.06), then linear decay")
+    group.add_argument("--weight-decay", type=float, default=0.01,
+                       help="decoupled weight decay, not on LayerNorm and biases (0.01)")
+    group.add_argument("--seed", type=int, default=0)
+    memory = parser.add_argument_group("memory and scale")
+    memory.add_argument("--remat", default="none",
+                        help="gradient checkpointing: none, full or every_K (none)")
+    memory.add_argument("--precision", choices=PRECISIONS, default="float32")
+    memory.add_argument("--accumulation", type=int, default=None,
+                        help="gradient accumulation steps (>= 2)")
+    memory.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                        help="tf.distribute strategy (auto: TPU, workers, GPUs or one device)")
+    memory.add_argument("--xla", action="store_true", help="compile the train step with XLA")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _optimizer(args, total_steps):
+    from optimizers import create_optimizer
+
+    learning_rate = args.learning_rate
+    if learning_rate is None and args.optimizer != "adafactor":
+        learning_rate = 5e-5
+    return create_optimizer(
+        args.optimizer,
+        learning_rate,
+        total_steps=total_steps if learning_rate is not None else None,
+        warmup_steps=int(args.warmup * total_steps),
+        weight_decay=args.weight_decay,
+        gradient_accumulation_steps=args.accumulation,
+    )
+
+
+def _runtime_overrides(args):
+    return {"remat": args.remat, "dtype": args.precision}
+
+
+def _print_summary(summary, output):
+    path = os.path.join(output, "summary.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+    print(json.dumps({key: value for key, value in summary.items() if key != "history"}))
+
+
+# === Loading models ===
+
+def rebuilt(encoder, **overrides):
+    """A copy of `encoder` with runtime options changed (remat, dtype, dropout)."""
+    from keras_albert.models.encoder import Encoder
+
+    config = {**encoder.get_config(), **overrides}
+    copy = Encoder.from_config(config)
+    copy.set_weights(encoder.get_weights())
+    return copy
+
+
+def load_encoder(spec, seq_length, vocab=None, **overrides):
+    """`(encoder, preprocessor)` from a preset name, one of our output directories or
+    `.keras` files, or anything `keras_albert.from_pretrained` reads.
+
+    - a preset (`albert_base`): random weights; `vocab` (a `spiece.model` or
+      `vocab.txt`) gives the tokenizer and sizes the embeddings;
+    - a directory written by `keras-albert pretrain/finetune/distill` (a `.keras` file
+      and its vocabulary), or a `.keras` file with the vocabulary beside it;
+    - a Hugging Face directory, `hf://owner/name`, a keras-hub preset directory or an
+      original ALBERT TF1 checkpoint.
+    """
+    import keras
+
+    import keras_albert
+    from keras_albert.conversion.huggingface import tokenizer_from_directory
+    from keras_albert.models.encoder import Encoder
+    from keras_albert.presets import PRESETS
+    from keras_albert.tokenizers import Preprocessor
+
+    path = pathlib.Path(spec)
+    keras_file = None
+    if path.suffix == ".keras" and path.is_file():
+        keras_file = path
+    elif path.is_dir():
+        candidates = sorted(path.glob("*.keras"))
+        keras_file = candidates[0] if candidates else None
+    if spec in PRESETS:
+        if vocab is None:
+            raise ValueError(f"A preset ({spec}) has no vocabulary: pass --vocab "
+                             "spiece.model or vocab.txt.")
+        tokenizer = tokenizer_from_directory(_vocab_dir(vocab))
+        encoder = Encoder.from_preset(spec, vocabulary_size=tokenizer.vocabulary_size,
+                                      **overrides)
+    elif keras_file is not None:
+        model = keras.saving.load_model(keras_file)
+        encoder = rebuilt(getattr(model, "encoder", model), **overrides)
+        tokenizer = tokenizer_from_directory(_vocab_dir(vocab) if vocab else keras_file.parent)
+        if tokenizer is None:
+            raise ValueError(f"No spiece.model or vocab.txt beside {keras_file}; pass --vocab.")
+    else:
+        encoder, preprocessor = keras_albert.from_pretrained(spec, seq_length=seq_length,
+                                                             **overrides)
+        if preprocessor is None:
+            if vocab is None:
+                raise ValueError(f"{spec} has no vocabulary; pass --vocab.")
+            tokenizer = tokenizer_from_directory(_vocab_dir(vocab))
+        else:
+            return encoder, preprocessor
+    seq_length = min(seq_length, encoder.max_sequence_length)
+    return encoder, Preprocessor(tokenizer, seq_length=seq_length)
+
+
+def _vocab_dir(vocab):
+    """A folder holding `vocab` under the name `tokenizer_from_directory` expects."""
+    import tempfile
+
+    vocab = pathlib.Path(vocab)
+    if not vocab.is_file():
+        raise FileNotFoundError(f"Vocabulary file not found: {vocab}")
+    if vocab.name in ("spiece.model", "vocab.txt"):
+        return vocab.parent
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="keras_albert_vocab_"))
+    name = "spiece.model" if vocab.suffix == ".model" else "vocab.txt"
+    (folder / name).write_bytes(vocab.read_bytes())
+    return folder
+
+
+# === pretrain ===
+
+def add_pretrain_arguments(parser):
+    parser.add_argument("--corpus", nargs="+", required=True,
+                        help="text files (.gz ok): one sentence a line, blank lines "
+                        "between documents")
+    parser.add_argument("--vocab", help="spiece.model or vocab.txt (default: train a "
+                        "SentencePiece vocabulary on the corpus)")
+    parser.add_argument("--vocab-size", type=int, default=30000,
+                        help="pieces of the trained vocabulary (30000, as ALBERT)")
+    parser.add_argument("--preset", default="albert_base", help="encoder preset (albert_base)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset field, e.g. --set num_layers=6")
+    parser.add_argument("--steps", type=int, default=10000, help="training steps (10000)")
+    parser.add_argument("--steps-per-epoch", type=int, default=1000,
+                        help="steps between checkpoints and evaluations (1000)")
+    parser.add_argument("--max-predictions", type=int, default=None,
+                        help="masked positions per sequence (default 15%% of --seq)")
+    parser.add_argument("--no-sop", action="store_true",
+                        help="masked-LM only (no sentence-order prediction)")
+    parser.add_argument("--eval-steps", type=int, default=20,
+                        help="held-out batches evaluated before and after (20)")
+    _add_training_options(parser, optimizer="adafactor", batch=64)
+
+
+def run_pretrain(args):
+    from keras_albert.cli import _parse_override
+    from keras_albert.conversion.huggingface import tokenizer_from_directory
+    from training.corpus import iter_documents
+    from training.pretrain import compile_pretrainer, new_pretrainer, pretrain
+    from training.pretraining_data import pretraining_dataset
+    from training.strategy import global_batch_size, resolve_strategy
+    from training.vocab import train_sentencepiece
+
+    overrides = dict(_parse_override(text) for text in args.set)
+    os.makedirs(args.output, exist_ok=True)
+    if args.vocab:
+        tokenizer = tokenizer_from_directory(_vocab_dir(args.vocab))
+    else:
+        from keras_albert.tokenizers import SentencePieceTokenizer
+
+        lines = (line for document in iter_documents(args.corpus) for line in document)
+        tokenizer = SentencePieceTokenizer(train_sentencepiece(lines, args.vocab_size))
+
+    def documents(held_out):
+        def read():
+            for index, document in enumerate(iter_documents(args.corpus)):
+                if (index % 20 == 19) == held_out:
+                    yield document
+        return read
+
+    strategy = resolve_strategy(args.strategy)
+    batch = global_batch_size(args.batch // strategy.num_replicas_in_sync, strategy)
+    max_predictions = args.max_predictions or max(1, round(args.seq * 0.15))
+    data = dict(tokenizer=tokenizer, seq_length=args.seq, batch_size=batch,
+                max_predictions=max_predictions, sop=not args.no_sop, repeat=True)
+    train = pretraining_dataset(documents(False), seed=args.seed, **data)
+    held_out = pretraining_dataset(documents(True), seed=args.seed + 1, **data)
+    with strategy.scope():
+        model = new_pretrainer(args.preset, tokenizer.vocabulary_size,
+                               sentence_order=not args.no_sop, seed=args.seed,
+                               **{**overrides, **_runtime_overrides(args)})
+        compile_pretrainer(model, _optimizer(args, args.steps), jit_compile=args.xla)
+    summary = pretrain(
+        model, train, args.output, args.steps, steps_per_epoch=args.steps_per_epoch,
+        eval_dataset=held_out, eval_steps=args.eval_steps, tokenizer=tokenizer,
+        tokens_per_batch=batch * args.seq, verbose=0 if args.quiet else "auto",
+    )
+    _print_summary(summary, args.output)
+    return 0
+
+
+# === finetune ===
+
+def _add_task_data_arguments(parser):
+    data = parser.add_argument_group("data")
+    data.add_argument("--train", required=True,
+                      help="training data: a .tsv/.csv/.jsonl file (.gz ok) or tfds:NAME "
+                      "(e.g. tfds:glue/sst2, needs network)")
+    data.add_argument("--eval", help="evaluation data (file or tfds:NAME:split)")
+    data.add_argument("--holdout", type=float, default=None,
+                      help="hold out this fraction of --train for evaluation instead")
+    data.add_argument("--task", choices=("classification", "regression", "multilabel"),
+                      help="default: inferred from the labels")
+    data.add_argument("--text-columns", nargs="+", help="one or two text columns")
+    data.add_argument("--label-column", help="the label column")
+    data.add_argument("--limit", type=int, help="read at most this many training rows")
+    data.add_argument("--replace-br", action="store_true",
+                      help="replace '<br />' by a space in texts (IMDB)")
+
+
+def _read_task(spec, args, split="train"):
+    from training.task_data import load_task_file, load_tfds
+
+    transform = (lambda text: text.replace("<br />", " ")) if args.replace_br else None
+    if spec.startswith("tfds:"):
+        name, _, tfds_split = spec[5:].partition(":")
+        data = load_tfds(name, tfds_split or split)
+        return data
+    return load_task_file(spec, text_columns=args.text_columns, label_column=args.label_column,
+                          task=args.task, limit=args.limit if split == "train" else None,
+                          transform=transform)
+
+
+def _task_splits(args):
+    train = _read_task(args.train, args)
+    evaluation = None
+    if args.eval:
+        evaluation = _read_task(args.eval, args, split="validation")
+    elif args.holdout:
+        train, evaluation = train.split(args.holdout, seed=args.seed)
+    return train, evaluation
+
+
+def add_finetune_arguments(parser):
+    parser.add_argument("--model", required=True,
+                        help="a preset (with --vocab), a keras-albert output directory or "
+                        ".keras file, a Hugging Face directory, hf://owner/name, a keras-hub "
+                        "preset directory or an ALBERT TF1 checkpoint")
+    parser.add_argument("--vocab", help="spiece.model or vocab.txt (for presets)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in all")
+    parser.add_argument("--dropout", type=float, default=0.1, help="head dropout (0.1)")
+    _add_task_data_arguments(parser)
+    _add_training_options(parser, optimizer="adamw", learning_rate=5e-5)
+
+
+def run_finetune(args):
+    from training.finetune import build_task_model, finetune
+    from training.strategy import resolve_strategy
+
+    train, evaluation = _task_splits(args)
+    strategy = resolve_strategy(args.strategy)
+    steps = args.max_steps or args.epochs * -(-len(train) // args.batch)
+    with strategy.scope():
+        encoder, preprocessor = load_encoder(args.model, args.seq, vocab=args.vocab,
+                                             **_runtime_overrides(args))
+        num_classes = train.num_classes
+        model = build_task_model(encoder, train.task, num_classes, dropout=args.dropout)
+        optimizer = _optimizer(args, steps)
+        summary = finetune(
+            model, preprocessor, train, args.output, optimizer, epochs=args.epochs,
+            batch_size=args.batch, eval_data=evaluation, seed=args.seed,
+            max_steps=args.max_steps, verbose=0 if args.quiet else "auto",
+            jit_compile=args.xla,
+        )
+    _print_summary(summary, args.output)
+    return 0
+
+
+# === distill ===
+
+def add_distill_arguments(parser):
+    parser.add_argument("--teacher", required=True,
+                        help="a fine-tuned classifier (keras-albert finetune's --output "
+                        "directory or its model.keras)")
+    parser.add_argument("--student-layers", type=int, help="default: half the teacher's")
+    parser.add_argument("--teacher-layers", type=int, nargs="+",
+                        help="teacher layers the student starts from (default 0 2 4 ...)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in all")
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--alpha-ce", type=float, default=5.0,
+                        help="weight of the soft-target KL term (5)")
+    parser.add_argument("--alpha-mlm", type=float, default=2.0,
+                        help="weight of the hard-label term (2)")
+    parser.add_argument("--alpha-cos", type=float, default=1.0,
+                        help="weight of the hidden-state cosine term (1)")
+    _add_task_data_arguments(parser)
+    _add_training_options(parser, optimizer="adamw", learning_rate=1e-4)
+
+
+def run_distill(args):
+    import keras
+
+    from keras_albert.conversion.huggingface import tokenizer_from_directory
+    from keras_albert.models.tasks import SequenceClassifier
+    from keras_albert.tokenizers import Preprocessor
+    from training.distill import Distiller, student_from_teacher
+    from training.finetune import predict_task
+    from training.metrics import evaluate_predictions
+    from training.pretrain import save_tokenizer
+    from training.strategy import resolve_strategy
+    from training.task_data import task_dataset
+
+    train, evaluation = _task_splits(args)
+    teacher_path = pathlib.Path(args.teacher)
+    teacher_file = teacher_path / "model.keras" if teacher_path.is_dir() else teacher_path
+    strategy = resolve_strategy(args.strategy)
+    with strategy.scope():
+        teacher = keras.saving.load_model(teacher_file)
+        if not isinstance(teacher, SequenceClassifier):
+            raise ValueError(f"{teacher_file} is not a fine-tuned SequenceClassifier.")
+        tokenizer = tokenizer_from_directory(teacher_file.parent)
+        preprocessor = Preprocessor(tokenizer, seq_length=min(args.seq,
+                                                              teacher.encoder.max_sequence_length))
+        student_encoder = student_from_teacher(
+            teacher.encoder, num_layers=args.student_layers, teacher_layers=args.teacher_layers,
+            **_runtime_overrides(args))
+        student = SequenceClassifier(student_encoder, **{
+            key: value for key, value in teacher.get_config().items()
+            if key in ("num_classes", "dropout", "hidden_dim")})
+        student.head.set_weights(teacher.head.get_weights())
+        distiller = Distiller(teacher, student, temperature=args.temperature,
+                              alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm,
+                              alpha_cos=args.alpha_cos)
+        steps = args.max_steps or args.epochs * -(-len(train) // args.batch)
+        distiller.compile(optimizer=_optimizer(args, steps))
+    dataset = task_dataset(train, preprocessor, batch_size=args.batch, shuffle=True,
+                           seed=args.seed, repeat=args.max_steps is not None)
+    os.makedirs(args.output, exist_ok=True)
+    from training.callbacks import standard_callbacks
+
+    distiller.fit(dataset, epochs=args.epochs,
+                  steps_per_epoch=max(1, args.max_steps // args.epochs) if args.max_steps
+                  else None,
+                  callbacks=standard_callbacks(args.output),
+                  verbose=0 if args.quiet else "auto")
+    summary = {"teacher_layers": teacher.encoder.num_layers,
+               "student_layers": student_encoder.num_layers,
+               "student_params": int(student_encoder.count_params())}
+    if evaluation is not None:
+        summary["teacher_eval"] = evaluate_predictions(
+            train.task, predict_task(teacher, evaluation, preprocessor), evaluation.labels)
+        summary["student_eval"] = evaluate_predictions(
+            train.task, predict_task(student, evaluation, preprocessor), evaluation.labels)
+    student.save(os.path.join(args.output, "model.keras"))
+    save_tokenizer(tokenizer, args.output)
+    _print_summary(summary, args.output)
+    return 0
+
+
+# === demo ===
+
+def add_demo_arguments(parser):
+    parser.add_argument("--output", default="keras_albert_demo",
+                        help="output directory (keras_albert_demo)")
+    parser.add_argument("--corpus", nargs="+",
+                        help="your own text (default: text the Python installation ships)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny run of every stage (about a minute), as the tests do")
+    parser.add_argument("--pretrain-steps", type=int, default=None)
+    parser.add_argument("--distill-steps", type=int, default=None)
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_demo_command(args):
+    from training.demo import run_demo
+
+    options = {}
+    if args.pretrain_steps is not None:
+        options["pretrain_steps"] = args.pretrain_steps
+    if args.distill_steps is not None:
+        options["distill_steps"] = args.distill_steps
+    summary = run_demo(args.output, corpus=args.corpus, quick=args.quick, seed=args.seed,
+                       strategy=args.strategy, verbose=0 if args.quiet else "auto", **options)
+    print(json.dumps({key: summary[key] for key in ("teacher", "student", "total_seconds")}))
+    return 0
+
+
+COMMANDS = {
+    "pretrain": ("pretrain an encoder with masked-LM + sentence-order prediction",
+                 add_pretrain_arguments, run_pretrain),
+    "finetune": ("fine-tune an encoder on a classification / regression / multi-label task",
+                 add_finetune_arguments, run_finetune),
+    "distill": ("distill a fine-tuned classifier into a DistilBERT-style student",
+                add_distill_arguments, run_distill),
+    "demo": ("the whole pipeline offline: vocabulary, pretraining, distillation, export, "
+             "serving", add_demo_arguments, run_demo_command),
+}

@@ -1,0 +1,183 @@
+"""Fine-tuning with `model.fit`: pick the task model, its loss and metrics, train, report.
+
+Tasks and what they train:
+
+| task             | model                                  | loss                       | metrics                     |
+|------------------|----------------------------------------|----------------------------|-----------------------------|
+| `classification` | `SequenceClassifier(num_classes)`      | sparse cross-entropy       | accuracy (+ F1, MCC if 2)   |
+| `regression`     | `SequenceClassifier(1)`                | mean squared error         | Pearson (Spearman at end)   |
+| `multilabel`     | `SequenceClassifier(num_labels)`       | ZLPR (`keras_albert.losses`)| micro F1                   |
+| `token`          | `TokenClassifier(num_classes)`         | sparse CE, label -100 ignored | accuracy on labelled tokens |
+| `span`           | `SpanQuestionAnswerer()`               | CE on start and end        | start / end accuracy        |
+
+    model = build_task_model(encoder, "classification", num_classes=2)
+    compile_for_task(model, "classification", create_optimizer("adamw", 5e-5, ...))
+    model.fit(task_dataset(train, preprocessor, shuffle=True), epochs=3)
+"""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from keras_albert.losses import ZLPRLoss
+from keras_albert.models.tasks import SequenceClassifier, SpanQuestionAnswerer, TokenClassifier
+from training.callbacks import peak_rss_mib, standard_callbacks
+
+TASKS = ("classification", "regression", "multilabel", "token", "span")
+IGNORE_LABEL = -100
+
+
+def _check_task(task):
+    if task not in TASKS:
+        raise ValueError(f"Unknown task {task!r}; expected one of {TASKS}.")
+
+
+def build_task_model(encoder, task, num_classes=None, dropout=0.1):
+    """The task model for `task` on top of `encoder` (see the module docstring)."""
+    _check_task(task)
+    if task == "span":
+        return SpanQuestionAnswerer(encoder)
+    if task == "regression":
+        return SequenceClassifier(encoder, num_classes=1, dropout=dropout)
+    if not num_classes or num_classes < 2 and task != "multilabel":
+        raise ValueError(f"task={task!r} needs num_classes >= 2; got {num_classes}.")
+    if task == "token":
+        return TokenClassifier(encoder, num_classes=num_classes, dropout=dropout)
+    return SequenceClassifier(encoder, num_classes=num_classes, dropout=dropout)
+
+
+def task_loss_and_metrics(task, num_classes=None):
+    """`(loss, metrics)` for `model.compile` (Keras objects; see the module docstring)."""
+    from training import metrics as task_metrics
+
+    _check_task(task)
+    if task in ("classification", "regression", "multilabel"):
+        loss = {
+            "classification": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            "regression": keras.losses.MeanSquaredError(),
+            "multilabel": ZLPRLoss(),
+        }[task]
+        return loss, task_metrics.task_metrics(task, num_classes or 2)
+    if task == "token":
+        loss = keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, ignore_class=IGNORE_LABEL
+        )
+        return loss, [TokenAccuracy(name="accuracy")]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    accuracy = {
+        "start_logits": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
+        "end_logits": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
+    }
+    return {"start_logits": loss, "end_logits": loss}, accuracy
+
+
+def compile_for_task(model, task, optimizer, num_classes=None, jit_compile=False):
+    loss, metrics = task_loss_and_metrics(task, num_classes)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
+    return model
+
+
+@keras.saving.register_keras_serializable(package="keras_albert")
+class TokenAccuracy(keras.metrics.Mean):
+    """Accuracy of per-token logits over labelled tokens (label != -100)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.cast(y_true, "int32")
+        predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
+        labelled = keras.ops.cast(keras.ops.not_equal(y_true, IGNORE_LABEL), "float32")
+        correct = keras.ops.cast(keras.ops.equal(predicted, y_true), "float32")
+        return super().update_state(correct, sample_weight=labelled)
+
+
+def predict_task(model, data, preprocessor, batch_size=64):
+    """Logits for every example of `data`, in the data's order (batches are sorted
+    by length for speed, then put back)."""
+    from training.task_data import restore_order, task_dataset
+
+    dataset, order = task_dataset(data, preprocessor, batch_size=batch_size,
+                                  sort_by_length=True)
+    logits = model.predict(dataset, verbose=0)
+    return restore_order(logits, order)
+
+
+def finetune(
+    model,
+    preprocessor,
+    train_data,
+    output_dir,
+    optimizer,
+    epochs=3,
+    batch_size=32,
+    eval_data=None,
+    seed=0,
+    max_steps=None,
+    resume=True,
+    verbose="auto",
+    jit_compile=False,
+    extra_callbacks=(),
+):
+    """Fine-tunes a task model on `train_data` (a `training.task_data.TaskData`).
+
+    Compiles `model` for the data's task, trains with length-bucketed batches,
+    evaluates on `eval_data` with `training.metrics.evaluate_predictions`
+    (accuracy, F1, MCC, Pearson, Spearman as the task has them), and writes
+    `output_dir/model.keras`, the tokenizer's vocabulary, TensorBoard logs and
+    `summary.json`. Returns the summary dict.
+    """
+    from training.metrics import evaluate_predictions
+    from training.pretrain import save_tokenizer
+    from training.task_data import task_dataset
+
+    task = train_data.task
+    num_classes = train_data.num_classes
+    compile_for_task(model, task, optimizer, num_classes, jit_compile=jit_compile)
+    train = task_dataset(train_data, preprocessor, batch_size=batch_size, shuffle=True,
+                         seed=seed, repeat=max_steps is not None)
+    steps_per_epoch = None
+    if max_steps is not None:
+        steps_per_epoch = max(1, max_steps // epochs)
+    os.makedirs(output_dir, exist_ok=True)
+    start = time.perf_counter()
+    history = model.fit(
+        train,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=standard_callbacks(output_dir, resume=resume) + list(extra_callbacks),
+        verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself
+    )
+    seconds = time.perf_counter() - start
+    # Real (non-padding) tokens per second over the whole fit, tracing included.
+    passes = max_steps * batch_size / len(train_data) if max_steps else epochs
+    real_tokens = _real_tokens(train_data, preprocessor) * passes
+    summary = {
+        "task": task,
+        "train_examples": len(train_data),
+        "epochs": epochs,
+        "train_seconds": round(seconds, 1),
+        "real_tokens_per_second": round(real_tokens / seconds, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+    }
+    if eval_data is not None:
+        logits = predict_task(model, eval_data, preprocessor)
+        summary["eval"] = evaluate_predictions(task, logits, eval_data.labels)
+        summary["eval_examples"] = len(eval_data)
+    model.save(os.path.join(output_dir, "model.keras"))
+    save_tokenizer(preprocessor.tokenizer, output_dir)
+    with open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+    return summary
+
+
+def _real_tokens(data, preprocessor, chunk=512):
+    """Packed length (special tokens included, padding not) summed over `data`."""
+    total = 0
+    for start in range(0, len(data), chunk):
+        texts = tuple(list(column[start:start + chunk]) for column in data.texts)
+        features = preprocessor(texts if len(texts) == 2 else texts[0])
+        total += int(np.sum(features["input_mask"]))
+    return total

@@ -1,0 +1,147 @@
+"""Masked-LM + sentence-order pretraining with `model.fit`, as ALBERT.
+
+The model is `keras_albert.models.PretrainingModel` (tied masked-LM decoder + SOP
+head); the data comes from `training.pretraining_data.pretraining_dataset`, whose
+batches are `(features, labels, sample_weights)` with padded masked positions
+weighted 0. The masked-LM loss is averaged over real predictions only
+(`reduction="mean_with_sample_weight"`), and the logs carry `mlm_logits_accuracy`
+and `sop_logits_accuracy`.
+
+    model = PretrainingModel(Encoder.from_preset("albert_base", remat="full"))
+    compile_pretrainer(model, create_optimizer("adafactor", None))
+    model.fit(pretraining_dataset(documents, tokenizer), steps_per_epoch=1000, epochs=10)
+
+`pretrain(...)` below is that with a directory: checkpoints for `--resume`,
+TensorBoard logs, the saved model and tokenizer, and a JSON summary.
+"""
+
+import json
+import os
+import time
+
+import keras
+
+from keras_albert.models.tasks import PretrainingModel
+from training.callbacks import Throughput, peak_rss_mib, standard_callbacks
+
+MLM_ACCURACY = "mlm_logits_accuracy"
+SOP_ACCURACY = "sop_logits_accuracy"
+
+
+def _sparse_loss():
+    return keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight"
+    )
+
+
+def compile_pretrainer(model, optimizer, jit_compile=False):
+    """Compiles a `PretrainingModel` with masked-LM (+ SOP) losses and accuracies.
+
+    Both losses are means over the weighted entries: padded masked positions
+    (weight 0) count neither in the loss nor in the accuracy.
+    """
+    losses = {"mlm_logits": _sparse_loss()}
+    metrics = {"mlm_logits": [keras.metrics.SparseCategoricalAccuracy("accuracy")]}
+    if "sop_logits" in model.output:
+        losses["sop_logits"] = _sparse_loss()
+        metrics["sop_logits"] = [keras.metrics.SparseCategoricalAccuracy("accuracy")]
+    model.compile(
+        optimizer=optimizer, loss=losses, weighted_metrics=metrics, jit_compile=jit_compile
+    )
+    return model
+
+
+def save_tokenizer(tokenizer, directory):
+    """Writes the tokenizer's vocabulary (`spiece.model` or `vocab.txt`) and its
+    `tokenizer_config.json` to `directory`, as Hugging Face directories hold them, so
+    `keras_albert.conversion.huggingface.tokenizer_from_directory` reads it back."""
+    from keras_albert.conversion.huggingface import write_tokenizer
+
+    write_tokenizer(tokenizer, directory)
+
+
+def matching_outputs(dataset, model):
+    """`dataset` with labels and weights for the model's outputs only: a masked-LM-only
+    model (`sentence_order=False`) evaluates on the same batches as an MLM + SOP one."""
+    outputs = set(model.output)
+
+    def keep(x, y, sample_weight):
+        return (x, {k: v for k, v in y.items() if k in outputs},
+                {k: v for k, v in sample_weight.items() if k in outputs})
+
+    return dataset.map(keep) if outputs != set(dataset.element_spec[1]) else dataset
+
+
+def evaluate_pretrainer(model, dataset, steps):
+    """Masked-LM and SOP accuracy (and losses) on `steps` batches of `dataset`."""
+    results = model.evaluate(matching_outputs(dataset, model), steps=steps, return_dict=True,
+                             verbose=0)
+    if len(model.outputs) == 1:  # Keras names a single output's metrics without a prefix
+        results = {f"mlm_logits_{key}" if key != "loss" else key: value
+                   for key, value in results.items()}
+    return {key: float(value) for key, value in results.items()}
+
+
+def pretrain(
+    model,
+    train_dataset,
+    output_dir,
+    steps,
+    steps_per_epoch=None,
+    eval_dataset=None,
+    eval_steps=10,
+    tokenizer=None,
+    tokens_per_batch=None,
+    resume=True,
+    verbose="auto",
+    extra_callbacks=(),
+):
+    """Trains a compiled `PretrainingModel` for `steps` steps and saves it in `output_dir`.
+
+    Writes `output_dir/logs` (TensorBoard), `output_dir/backup` (removed after a
+    successful run; a killed run restarted with the same arguments resumes from
+    its last completed epoch), `pretrainer.keras`, the tokenizer's vocabulary and
+    `summary.json` (accuracies before and after, tokens/s, peak memory).
+    Returns the summary dict.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    steps_per_epoch = min(steps_per_epoch or steps, steps)
+    epochs = max(1, -(-steps // steps_per_epoch))
+    before = evaluate_pretrainer(model, eval_dataset, eval_steps) if eval_dataset else {}
+    throughput = Throughput(tokens_per_batch or 0)
+    callbacks = standard_callbacks(output_dir, resume=resume) + [throughput] + list(extra_callbacks)
+    start = time.perf_counter()
+    history = model.fit(
+        matching_outputs(train_dataset, model),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself
+    )
+    seconds = time.perf_counter() - start
+    after = evaluate_pretrainer(model, eval_dataset, eval_steps) if eval_dataset else {}
+    model.save(os.path.join(output_dir, "pretrainer.keras"))
+    if tokenizer is not None:
+        save_tokenizer(tokenizer, output_dir)
+    summary = {
+        "params": int(model.encoder.count_params()),
+        "steps": int(epochs * steps_per_epoch),
+        "train_seconds": round(seconds, 1),
+        "tokens_per_second": round(throughput.tokens_per_second, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "before": before,
+        "after": after,
+        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+    }
+    with open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+    return summary
+
+
+def new_pretrainer(preset, vocabulary_size, sentence_order=True, **overrides):
+    """A randomly initialised `PretrainingModel` for `preset`, resized to the vocabulary."""
+    from keras_albert.models.encoder import Encoder
+
+    encoder = Encoder.from_preset(preset, vocabulary_size=vocabulary_size, **overrides)
+    return PretrainingModel(encoder, sentence_order=sentence_order)
