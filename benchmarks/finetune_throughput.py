@@ -158,9 +158,10 @@ def _write_section(table, args):
     title = "## SST-2 fine-tuning throughput: ours vs keras-hub AlbertTextClassifier"
     command = (f"python benchmarks/finetune_throughput.py --steps {args.steps} "
                f"--warmup {args.warmup} --batch {args.batch} --write")
-    section = (f"{title}\n\n{datetime.date.today().isoformat()}, {platform.processor() or
-               platform.machine()}, {os.cpu_count()} cores. Command: `{command}`\n\n"
-               f"{__doc__.split(chr(10) + chr(10))[1]}\n\n{table}\n")
+    machine = platform.processor() or platform.machine()
+    description = __doc__.split("\n\n")[1]
+    section = (f"{title}\n\n{datetime.date.today().isoformat()}, {machine}, "
+               f"{os.cpu_count()} cores. Command: `{command}`\n\n{description}\n\n{table}\n")
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if title in text:
         start = text.index(title)

@@ -20,14 +20,14 @@ def measure(model_dirs, data_path, batch_size=64, repeats=3, seq_length=128):
 
     from keras_albert.conversion.huggingface import tokenizer_from_directory
     from keras_albert.tokenizers import Preprocessor
-    from training.metrics import evaluate_predictions
+    from keras_albert.metrics import evaluate_predictions
     from training.task_data import load_task_file, restore_order, task_dataset
 
     data = load_task_file(data_path)
     results = []
     for directory in model_dirs:
         directory = pathlib.Path(directory)
-        model = keras.saving.load_model(directory / "model.keras")
+        model = keras.saving.load_model(directory / "model.keras", compile=False)
         preprocessor = Preprocessor(tokenizer_from_directory(directory), seq_length=seq_length)
         # Tokenized once, outside the timing: the models' speed is what differs.
         dataset, order = task_dataset(data, preprocessor, batch_size=batch_size,

@@ -6,6 +6,10 @@ import os
 # SavedModel export, tf.distribute). Choose it unless the user chose already.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# Registers our optimizers, schedule, losses and metrics with Keras, so `.keras`
+# files compiled with them load wherever keras_albert is imported.
+import optimizers  # noqa: E402,F401
+from keras_albert import losses, metrics  # noqa: E402,F401
 from keras_albert.conversion.pretrained import from_pretrained  # noqa: E402
 from keras_albert.models.encoder import Encoder  # noqa: E402
 from keras_albert.presets import list_presets, preset_config  # noqa: E402

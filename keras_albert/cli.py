@@ -178,9 +178,11 @@ def _reporting_errors(name, handler):
     """Bad input ends the command with one clear line and exit code 2, not a traceback."""
 
     def run(args):
+        if os.environ.get("KERAS_ALBERT_DEBUG"):  # full tracebacks for bug reports
+            return handler(args)
         try:
             return handler(args)
-        except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError) as error:
+        except (ValueError, TypeError, OSError, ImportError, RuntimeError) as error:
             print(f"keras-albert {name}: {error}", file=sys.stderr)
             return 2
 

@@ -20,6 +20,7 @@ The contract (what a client of the SavedModel may rely on):
 
 import os
 
+import keras
 import tensorflow as tf
 
 from keras_albert.models.encoder import Encoder
@@ -61,6 +62,12 @@ def export_saved_model(model, export_dir, preprocessor):
     """
     if preprocessor is None:
         raise ValueError("export_saved_model needs the model's preprocessor for raw text.")
+    if not isinstance(model, Encoder) and not isinstance(model.output, keras.KerasTensor):
+        raise ValueError(
+            f"export_saved_model exports an Encoder or a single-output task model; "
+            f"{type(model).__name__} has outputs {list(model.output)}. Export its "
+            "`encoder` instead."
+        )
     module = _ServingModule(model, preprocessor)
     ids = tf.TensorSpec([None, None], tf.int32)
 

@@ -220,6 +220,28 @@ def test_finetune_command_end_to_end(data_dir, tmp_path):
     model = keras.saving.load_model(out / "model.keras")
     assert model.output.shape[-1] == 2
     assert (out / "vocab.txt").exists()
+    # A user reloads it, compiled (AdamW, schedule, F1 / MCC metrics), with keras_albert
+    # imported and nothing else of ours.
+    load = subprocess.run(
+        [sys.executable, "-c", "import sys, keras, keras_albert; "
+         "m = keras.saving.load_model(sys.argv[1]); print(type(m.optimizer).__name__)",
+         str(out / "model.keras")], capture_output=True, text=True, cwd=str(tmp_path))
+    assert load.stdout.strip().splitlines()[-1] == "AdamW", load.stderr[-2000:]
+    history = json.loads((out / "summary.json").read_text())["history"]
+    assert len(history["val_accuracy"]) == 2  # validated after each epoch
+
+    # The fine-tuned model is the teacher of `distill`, in a new process.
+    student_dir = tmp_path / "student"
+    result = _cli("distill", "--teacher", str(out), "--train", str(data_dir / "sst2" / "dev.tsv"),
+                  "--holdout", "0.25", "--limit", "400", "--epochs", "1", "--max-steps", "6",
+                  "--batch", "16", "--seq", "32", "--output", str(student_dir), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["teacher_layers"], summary["student_layers"], summary["steps"]) == (2, 1, 6)
+    assert summary["student_params"] < summary["teacher_params"]
+    assert set(summary["student_eval"]) >= {"accuracy", "f1", "mcc"}
+    student = keras.saving.load_model(student_dir / "model.keras")
+    assert student.encoder.num_layers == 1 and student.encoder.use_pooler
 
 
 def test_commands_report_bad_input_clearly(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of training.task_data (fine-tuning files -> bucketed tf.data) and training.metrics.
+"""Tests of training.task_data (fine-tuning files -> bucketed tf.data) and keras_albert.metrics.
 
 References: the shared GLUE / IMDB files read with plain Python string splitting (or
 the csv module's default quoting for the CSV-quoted RTE), the `Preprocessor` itself for
@@ -21,7 +21,7 @@ from keras_albert import Encoder
 from keras_albert.models import SequenceClassifier
 from keras_albert.tokenizers import Preprocessor
 from keras_albert.tokenizers import WordPieceTokenizer
-from training import metrics as task_metrics
+from keras_albert import metrics as task_metrics
 from training import task_data
 from training.task_data import batch_widths
 from training.task_data import choose_bucket_boundaries

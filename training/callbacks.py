@@ -14,9 +14,10 @@ def peak_rss_mib():
 class Throughput(keras.callbacks.Callback):
     """Adds `tokens_per_second` (and `seconds_per_step`) to the epoch logs.
 
-    `tokens_per_batch` is a number, or a callable of the batch's logs for datasets
-    whose batches differ in size; the first `skip` batches (tracing and XLA
-    compilation) are not timed. The values also reach TensorBoard and the history.
+    `tokens_per_batch` is the tokens of one (fixed-shape) batch; the first `skip`
+    batches (tracing and XLA compilation) are not timed. The values are running
+    means since the start of training; placed before `TensorBoard` in the callback
+    list, they reach TensorBoard as well as the history.
     """
 
     def __init__(self, tokens_per_batch, skip=1):
@@ -37,8 +38,7 @@ class Throughput(keras.callbacks.Callback):
             return
         self.seconds += time.perf_counter() - self._start
         self.steps += 1
-        tokens = self.tokens_per_batch
-        self.tokens += tokens(logs) if callable(tokens) else tokens
+        self.tokens += self.tokens_per_batch
 
     @property
     def tokens_per_second(self):

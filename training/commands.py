@@ -9,7 +9,9 @@ resumes from its last completed epoch (`OUTPUT/backup`).
 import json
 import os
 import pathlib
+import sys
 
+from keras_albert.cli import _parse_override
 from training.strategy import STRATEGIES
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -99,7 +101,7 @@ def load_encoder(spec, seq_length, vocab=None, **overrides):
     from keras_albert.conversion.huggingface import tokenizer_from_directory
     from keras_albert.models.encoder import Encoder
     from keras_albert.presets import PRESETS
-    from keras_albert.tokenizers import Preprocessor
+    from keras_albert.conversion.pretrained import _preprocessor as checked_preprocessor
 
     path = pathlib.Path(spec)
     keras_file = None
@@ -116,7 +118,9 @@ def load_encoder(spec, seq_length, vocab=None, **overrides):
         encoder = Encoder.from_preset(spec, vocabulary_size=tokenizer.vocabulary_size,
                                       **overrides)
     elif keras_file is not None:
-        model = keras.saving.load_model(keras_file)
+        # compile=False: the saved optimizer is not needed (and its classes may not
+        # be registered in this process yet).
+        model = keras.saving.load_model(keras_file, compile=False)
         encoder = rebuilt(getattr(model, "encoder", model), **overrides)
         tokenizer = tokenizer_from_directory(_vocab_dir(vocab) if vocab else keras_file.parent)
         if tokenizer is None:
@@ -130,8 +134,9 @@ def load_encoder(spec, seq_length, vocab=None, **overrides):
             tokenizer = tokenizer_from_directory(_vocab_dir(vocab))
         else:
             return encoder, preprocessor
-    seq_length = min(seq_length, encoder.max_sequence_length)
-    return encoder, Preprocessor(tokenizer, seq_length=seq_length)
+    # Checks that the vocabulary fits the embeddings and caps the length at the
+    # position table, as `from_pretrained` does.
+    return encoder, checked_preprocessor(tokenizer, encoder, seq_length, "fixed")
 
 
 def _vocab_dir(vocab):
@@ -161,6 +166,7 @@ def add_pretrain_arguments(parser):
                         help="pieces of the trained vocabulary (30000, as ALBERT)")
     parser.add_argument("--preset", default="albert_base", help="encoder preset (albert_base)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        type=_parse_override,
                         help="override a preset field, e.g. --set num_layers=6")
     parser.add_argument("--steps", type=int, default=10000, help="training steps (10000)")
     parser.add_argument("--steps-per-epoch", type=int, default=1000,
@@ -175,15 +181,18 @@ def add_pretrain_arguments(parser):
 
 
 def run_pretrain(args):
-    from keras_albert.cli import _parse_override
     from keras_albert.conversion.huggingface import tokenizer_from_directory
     from training.corpus import iter_documents
-    from training.pretrain import compile_pretrainer, new_pretrainer, pretrain
+    from training.pretrain import compile_pretrainer, epoch_plan, new_pretrainer, pretrain
     from training.pretraining_data import pretraining_dataset
     from training.strategy import global_batch_size, resolve_strategy
     from training.vocab import train_sentencepiece
 
-    overrides = dict(_parse_override(text) for text in args.set)
+    overrides = dict(args.set)
+    reserved = {"seed", "remat", "dtype", "vocabulary_size"} & set(overrides)
+    if reserved:
+        raise ValueError(f"Set {sorted(reserved)} with their own options (--seed, --remat, "
+                         "--precision, --vocab-size), not --set.")
     os.makedirs(args.output, exist_ok=True)
     if args.vocab:
         tokenizer = tokenizer_from_directory(_vocab_dir(args.vocab))
@@ -206,14 +215,21 @@ def run_pretrain(args):
     data = dict(tokenizer=tokenizer, seq_length=args.seq, batch_size=batch,
                 max_predictions=max_predictions, sop=not args.no_sop, repeat=True)
     train = pretraining_dataset(documents(False), seed=args.seed, **data)
-    held_out = pretraining_dataset(documents(True), seed=args.seed + 1, **data)
+    try:
+        held_out = pretraining_dataset(documents(True), seed=args.seed + 1, **data)
+    except ValueError:  # a corpus of fewer than 20 documents holds nothing out
+        print("keras-albert pretrain: the corpus is too small to hold out documents; "
+              "no held-out evaluation.", file=sys.stderr)
+        held_out = None
+    epochs, steps_per_epoch = epoch_plan(args.steps, args.steps_per_epoch)
     with strategy.scope():
         model = new_pretrainer(args.preset, tokenizer.vocabulary_size,
                                sentence_order=not args.no_sop, seed=args.seed,
                                **{**overrides, **_runtime_overrides(args)})
-        compile_pretrainer(model, _optimizer(args, args.steps), jit_compile=args.xla)
+        compile_pretrainer(model, _optimizer(args, epochs * steps_per_epoch),
+                           jit_compile=args.xla)
     summary = pretrain(
-        model, train, args.output, args.steps, steps_per_epoch=args.steps_per_epoch,
+        model, train, args.output, epochs * steps_per_epoch, steps_per_epoch=steps_per_epoch,
         eval_dataset=held_out, eval_steps=args.eval_steps, tokenizer=tokenizer,
         tokens_per_batch=batch * args.seq, verbose=0 if args.quiet else "auto",
     )
@@ -235,29 +251,52 @@ def _add_task_data_arguments(parser):
                       help="default: inferred from the labels")
     data.add_argument("--text-columns", nargs="+", help="one or two text columns")
     data.add_argument("--label-column", help="the label column")
-    data.add_argument("--limit", type=int, help="read at most this many training rows")
+    data.add_argument("--limit", type=int,
+                      help="train on a random sample of this many rows (seeded by --seed)")
     data.add_argument("--replace-br", action="store_true",
                       help="replace '<br />' by a space in texts (IMDB)")
 
 
-def _read_task(spec, args, split="train"):
-    from training.task_data import load_task_file, load_tfds
+def _read_task(spec, args, split="train", like=None):
+    """A `TaskData` from a file or `tfds:NAME[:SPLIT]`; `like` (the training data) fixes
+    the task and the label ids, so evaluation labels mean what training labels mean."""
+    from training.task_data import TaskData, load_task_file, load_tfds
 
-    transform = (lambda text: text.replace("<br />", " ")) if args.replace_br else None
+    task = like.task if like is not None else args.task
+    label_names = like.label_names if like is not None else None
+    limit = args.limit if split == "train" else None
     if spec.startswith("tfds:"):
         name, _, tfds_split = spec[5:].partition(":")
-        data = load_tfds(name, tfds_split or split)
+        tfds_split = tfds_split or split
+        if limit:
+            tfds_split = f"{tfds_split}[:{limit}]"
+        data = load_tfds(name, tfds_split, text_keys=args.text_columns,
+                         label_key=args.label_column or "label")
+        if args.replace_br:
+            data = TaskData(tuple([_no_br(t) for t in column] for column in data.texts),
+                            data.labels, data.task, data.label_names)
         return data
-    return load_task_file(spec, text_columns=args.text_columns, label_column=args.label_column,
-                          task=args.task, limit=args.limit if split == "train" else None,
-                          transform=transform)
+    data = load_task_file(spec, text_columns=args.text_columns, label_column=args.label_column,
+                          task=task, label_names=label_names,
+                          transform=_no_br if args.replace_br else None)
+    if limit and limit < len(data):
+        # A random sample, not the first rows: task files are often sorted by label.
+        import numpy as np
+
+        rows = np.random.default_rng(args.seed).permutation(len(data))[:limit]
+        data = data.subset(np.sort(rows))
+    return data
+
+
+def _no_br(text):
+    return text.replace("<br />", " ")
 
 
 def _task_splits(args):
     train = _read_task(args.train, args)
     evaluation = None
     if args.eval:
-        evaluation = _read_task(args.eval, args, split="validation")
+        evaluation = _read_task(args.eval, args, split="test", like=train)
     elif args.holdout:
         train, evaluation = train.split(args.holdout, seed=args.seed)
     return train, evaluation
@@ -282,15 +321,14 @@ def run_finetune(args):
 
     train, evaluation = _task_splits(args)
     strategy = resolve_strategy(args.strategy)
-    steps = args.max_steps or args.epochs * -(-len(train) // args.batch)
     with strategy.scope():
         encoder, preprocessor = load_encoder(args.model, args.seq, vocab=args.vocab,
                                              **_runtime_overrides(args))
         num_classes = train.num_classes
         model = build_task_model(encoder, train.task, num_classes, dropout=args.dropout)
-        optimizer = _optimizer(args, steps)
         summary = finetune(
-            model, preprocessor, train, args.output, optimizer, epochs=args.epochs,
+            model, preprocessor, train, args.output,
+            lambda total_steps: _optimizer(args, total_steps), epochs=args.epochs,
             batch_size=args.batch, eval_data=evaluation, seed=args.seed,
             max_steps=args.max_steps, verbose=0 if args.quiet else "auto",
             jit_compile=args.xla,
@@ -324,29 +362,40 @@ def add_distill_arguments(parser):
 def run_distill(args):
     import keras
 
-    from keras_albert.conversion.huggingface import tokenizer_from_directory
+    from keras_albert.conversion.huggingface import tokenizer_from_directory, write_tokenizer
     from keras_albert.models.tasks import SequenceClassifier
     from keras_albert.tokenizers import Preprocessor
+    from training.callbacks import standard_callbacks
     from training.distill import Distiller, student_from_teacher
     from training.finetune import predict_task
-    from training.metrics import evaluate_predictions
-    from training.pretrain import save_tokenizer
+    from keras_albert.metrics import evaluate_predictions
+    from training.pretrain import epoch_plan
     from training.strategy import resolve_strategy
+    from training.task_data import steps_per_epoch as batches_per_epoch
     from training.task_data import task_dataset
 
     train, evaluation = _task_splits(args)
+    if train.task == "multilabel":
+        raise ValueError("distill supports classification and regression teachers; "
+                         "multi-label distillation is not implemented.")
     teacher_path = pathlib.Path(args.teacher)
     teacher_file = teacher_path / "model.keras" if teacher_path.is_dir() else teacher_path
+    tokenizer = tokenizer_from_directory(teacher_file.parent)
+    if tokenizer is None:
+        raise ValueError(f"No spiece.model or vocab.txt beside {teacher_file}.")
     strategy = resolve_strategy(args.strategy)
     with strategy.scope():
-        teacher = keras.saving.load_model(teacher_file)
+        teacher = keras.saving.load_model(teacher_file, compile=False)
         if not isinstance(teacher, SequenceClassifier):
             raise ValueError(f"{teacher_file} is not a fine-tuned SequenceClassifier.")
-        tokenizer = tokenizer_from_directory(teacher_file.parent)
-        preprocessor = Preprocessor(tokenizer, seq_length=min(args.seq,
-                                                              teacher.encoder.max_sequence_length))
+        preprocessor = Preprocessor(
+            tokenizer, seq_length=min(args.seq, teacher.encoder.max_sequence_length))
+        # The teacher's head was trained on tanh(pooler(first token)): keep the pooler,
+        # and keep token types when the task has text pairs.
         student_encoder = student_from_teacher(
             teacher.encoder, num_layers=args.student_layers, teacher_layers=args.teacher_layers,
+            pooler=teacher.encoder.use_pooler,
+            token_types=train.num_segments == 2 and teacher.encoder.num_segments > 0,
             **_runtime_overrides(args))
         student = SequenceClassifier(student_encoder, **{
             key: value for key, value in teacher.get_config().items()
@@ -355,28 +404,29 @@ def run_distill(args):
         distiller = Distiller(teacher, student, temperature=args.temperature,
                               alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm,
                               alpha_cos=args.alpha_cos)
-        steps = args.max_steps or args.epochs * -(-len(train) // args.batch)
-        distiller.compile(optimizer=_optimizer(args, steps))
-    dataset = task_dataset(train, preprocessor, batch_size=args.batch, shuffle=True,
-                           seed=args.seed, repeat=args.max_steps is not None)
+        dataset = task_dataset(train, preprocessor, batch_size=args.batch, shuffle=True,
+                               seed=args.seed, repeat=args.max_steps is not None)
+        epochs, steps_per_epoch = args.epochs, None
+        total_steps = epochs * batches_per_epoch(dataset)
+        if args.max_steps:
+            epochs, steps_per_epoch = epoch_plan(args.max_steps, -(-args.max_steps // epochs))
+            total_steps = epochs * steps_per_epoch
+        distiller.compile(optimizer=_optimizer(args, total_steps), jit_compile=args.xla)
     os.makedirs(args.output, exist_ok=True)
-    from training.callbacks import standard_callbacks
-
-    distiller.fit(dataset, epochs=args.epochs,
-                  steps_per_epoch=max(1, args.max_steps // args.epochs) if args.max_steps
-                  else None,
+    write_tokenizer(tokenizer, args.output)
+    distiller.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
                   callbacks=standard_callbacks(args.output),
                   verbose=0 if args.quiet else "auto")
     summary = {"teacher_layers": teacher.encoder.num_layers,
                "student_layers": student_encoder.num_layers,
-               "student_params": int(student_encoder.count_params())}
+               "teacher_params": int(teacher.encoder.count_params()),
+               "student_params": int(student_encoder.count_params()),
+               "steps": total_steps}
     if evaluation is not None:
-        summary["teacher_eval"] = evaluate_predictions(
-            train.task, predict_task(teacher, evaluation, preprocessor), evaluation.labels)
-        summary["student_eval"] = evaluate_predictions(
-            train.task, predict_task(student, evaluation, preprocessor), evaluation.labels)
+        for name, model in (("teacher", teacher), ("student", student)):
+            summary[f"{name}_eval"] = evaluate_predictions(
+                train.task, predict_task(model, evaluation, preprocessor), evaluation.labels)
     student.save(os.path.join(args.output, "model.keras"))
-    save_tokenizer(tokenizer, args.output)
     _print_summary(summary, args.output)
     return 0
 

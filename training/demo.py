@@ -106,6 +106,7 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
     max_documents = settings["max_documents"]
     import keras
 
+    from keras_albert.conversion.huggingface import write_tokenizer
     from keras_albert.export import export_saved_model
     from keras_albert.models.encoder import Encoder
     from keras_albert.models.tasks import PretrainingModel
@@ -151,7 +152,8 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
                                    seed=data_seed, repeat=repeat)
 
     train_data = data(train_docs, seed, repeat=True)
-    eval_data = data(held_out_docs, seed + 1, repeat=True)
+    # Fixed held-out batches (the same masks) for every before / after evaluation.
+    eval_data = data(held_out_docs, seed + 1, repeat=True).take(eval_steps).cache()
     tokens_per_batch = batch_size * seq_length
 
     # 3. Pretraining.
@@ -160,7 +162,11 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
         encoder = Encoder(vocabulary_size=tokenizer.vocabulary_size, remat="full",
                           activation="gelu_approximate", seed=seed, **teacher_config)
         teacher_model = PretrainingModel(encoder)
-        compile_pretrainer(teacher_model, create_optimizer("adafactor", None, weight_decay=0.0))
+        # AdaFactor (factored second moments) with an explicit rate, warm-up and
+        # decay: its relative step size alone learns too slowly for a short run.
+        compile_pretrainer(teacher_model, create_optimizer(
+            "adafactor", 2e-3, total_steps=pretrain_steps,
+            warmup_steps=max(1, pretrain_steps // 10), weight_decay=0.0))
     log(f"[3/6] pretraining ALBERT ({encoder.count_params():,} parameters; "
         f"E={encoder.embedding_dim} H={encoder.hidden_dim} L={encoder.num_layers}, "
         f"all layers shared) for {pretrain_steps} steps of {batch_size} x {seq_length} "
@@ -181,9 +187,11 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
         student_model = PretrainingModel(student_encoder, sentence_order=False)
         _copy_mlm_head(teacher_model, student_model)
         compile_pretrainer(student_model, "adam")
-        student_before = evaluate_pretrainer(student_model, eval_data, eval_steps)
+        student_before = evaluate_pretrainer(student_model, eval_data)
         distiller = Distiller(teacher_model, student_model)
-        distiller.compile(optimizer=create_optimizer("adafactor", None, weight_decay=0.0))
+        distiller.compile(optimizer=create_optimizer(
+            "adafactor", 1e-3, total_steps=distill_steps,
+            warmup_steps=max(1, distill_steps // 10), weight_decay=0.0))
     log(f"[4/6] distilling a {student_encoder.num_layers}-layer student "
         f"({student_encoder.count_params():,} parameters, no token types, no pooler) "
         f"for {distill_steps} steps")
@@ -192,10 +200,11 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
     distiller.fit(train_data, epochs=1, steps_per_epoch=distill_steps, verbose=verbose,
                   callbacks=[distill_throughput], shuffle=False)
     timings["distill_seconds"] = round(time.perf_counter() - t, 1)
-    student_after = evaluate_pretrainer(student_model, eval_data, eval_steps)
+    student_after = evaluate_pretrainer(student_model, eval_data)
     student_dir = os.path.join(output_dir, "student")
     os.makedirs(student_dir, exist_ok=True)
     student_model.save(os.path.join(student_dir, "pretrainer.keras"))
+    write_tokenizer(tokenizer, student_dir)
 
     # 5. Export, then serve from a fresh process that imports only TF + tf_text.
     log("[5/6] exporting SavedModels and serving them from a fresh process")

@@ -20,14 +20,14 @@ import os
 import time
 
 import keras
-import numpy as np
 
+from keras_albert.conversion.huggingface import write_tokenizer
 from keras_albert.losses import ZLPRLoss
+from keras_albert.metrics import IGNORE_LABEL
 from keras_albert.models.tasks import SequenceClassifier, SpanQuestionAnswerer, TokenClassifier
 from training.callbacks import peak_rss_mib, standard_callbacks
 
 TASKS = ("classification", "regression", "multilabel", "token", "span")
-IGNORE_LABEL = -100
 
 
 def _check_task(task):
@@ -51,7 +51,7 @@ def build_task_model(encoder, task, num_classes=None, dropout=0.1):
 
 def task_loss_and_metrics(task, num_classes=None):
     """`(loss, metrics)` for `model.compile` (Keras objects; see the module docstring)."""
-    from training import metrics as task_metrics
+    from keras_albert import metrics as task_metrics
 
     _check_task(task)
     if task in ("classification", "regression", "multilabel"):
@@ -65,7 +65,7 @@ def task_loss_and_metrics(task, num_classes=None):
         loss = keras.losses.SparseCategoricalCrossentropy(
             from_logits=True, ignore_class=IGNORE_LABEL
         )
-        return loss, [TokenAccuracy(name="accuracy")]
+        return loss, [task_metrics.TokenAccuracy(name="accuracy")]
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     accuracy = {
         "start_logits": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
@@ -78,18 +78,6 @@ def compile_for_task(model, task, optimizer, num_classes=None, jit_compile=False
     loss, metrics = task_loss_and_metrics(task, num_classes)
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
     return model
-
-
-@keras.saving.register_keras_serializable(package="keras_albert")
-class TokenAccuracy(keras.metrics.Mean):
-    """Accuracy of per-token logits over labelled tokens (label != -100)."""
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = keras.ops.cast(y_true, "int32")
-        predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
-        labelled = keras.ops.cast(keras.ops.not_equal(y_true, IGNORE_LABEL), "float32")
-        correct = keras.ops.cast(keras.ops.equal(predicted, y_true), "float32")
-        return super().update_state(correct, sample_weight=labelled)
 
 
 def predict_task(model, data, preprocessor, batch_size=64):
@@ -121,42 +109,58 @@ def finetune(
 ):
     """Fine-tunes a task model on `train_data` (a `training.task_data.TaskData`).
 
-    Compiles `model` for the data's task, trains with length-bucketed batches,
-    evaluates on `eval_data` with `training.metrics.evaluate_predictions`
-    (accuracy, F1, MCC, Pearson, Spearman as the task has them), and writes
-    `output_dir/model.keras`, the tokenizer's vocabulary, TensorBoard logs and
-    `summary.json`. Returns the summary dict.
+    Compiles `model` for the data's task, trains with length-bucketed batches
+    (validating on `eval_data` after each epoch), evaluates on `eval_data` with
+    `keras_albert.metrics.evaluate_predictions` (accuracy, F1, MCC, Pearson, Spearman as
+    the task has them), and writes `output_dir/model.keras`, the tokenizer's
+    vocabulary, TensorBoard logs and `summary.json`. Returns the summary dict.
+
+    `optimizer` is a Keras optimizer, or a callable taking the number of training
+    steps and returning one (so a schedule ends exactly where training does).
+    `max_steps` caps the steps in all, spread over `epochs`.
     """
-    from training.metrics import evaluate_predictions
-    from training.pretrain import save_tokenizer
+    from keras_albert.metrics import evaluate_predictions
+    from training.pretrain import epoch_plan
+    from training.task_data import steps_per_epoch as batches_per_epoch
     from training.task_data import task_dataset
 
     task = train_data.task
-    num_classes = train_data.num_classes
-    compile_for_task(model, task, optimizer, num_classes, jit_compile=jit_compile)
     train = task_dataset(train_data, preprocessor, batch_size=batch_size, shuffle=True,
                          seed=seed, repeat=max_steps is not None)
+    epoch_batches = batches_per_epoch(train)
+    real_tokens_per_epoch = train.real_tokens_per_epoch
     steps_per_epoch = None
+    total_steps = epochs * epoch_batches
     if max_steps is not None:
-        steps_per_epoch = max(1, max_steps // epochs)
+        epochs, steps_per_epoch = epoch_plan(max_steps, -(-max_steps // epochs))
+        total_steps = epochs * steps_per_epoch
+    if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
+        optimizer = optimizer(total_steps)
+    compile_for_task(model, task, optimizer, train_data.num_classes, jit_compile=jit_compile)
+    validation = None
+    if eval_data is not None:
+        validation = task_dataset(eval_data, preprocessor, batch_size=2 * batch_size)
     os.makedirs(output_dir, exist_ok=True)
+    write_tokenizer(preprocessor.tokenizer, output_dir)
     start = time.perf_counter()
     history = model.fit(
         train,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
+        validation_data=validation,
         callbacks=standard_callbacks(output_dir, resume=resume) + list(extra_callbacks),
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself
     )
     seconds = time.perf_counter() - start
-    # Real (non-padding) tokens per second over the whole fit, tracing included.
-    passes = max_steps * batch_size / len(train_data) if max_steps else epochs
-    real_tokens = _real_tokens(train_data, preprocessor) * passes
+    # Real (non-padding) tokens per second over the whole fit (tracing and the
+    # per-epoch validation included, so a lower bound).
+    real_tokens = real_tokens_per_epoch * total_steps / epoch_batches
     summary = {
         "task": task,
         "train_examples": len(train_data),
         "epochs": epochs,
+        "steps": total_steps,
         "train_seconds": round(seconds, 1),
         "real_tokens_per_second": round(real_tokens / seconds, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
@@ -167,17 +171,6 @@ def finetune(
         summary["eval"] = evaluate_predictions(task, logits, eval_data.labels)
         summary["eval_examples"] = len(eval_data)
     model.save(os.path.join(output_dir, "model.keras"))
-    save_tokenizer(preprocessor.tokenizer, output_dir)
     with open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
     return summary
-
-
-def _real_tokens(data, preprocessor, chunk=512):
-    """Packed length (special tokens included, padding not) summed over `data`."""
-    total = 0
-    for start in range(0, len(data), chunk):
-        texts = tuple(list(column[start:start + chunk]) for column in data.texts)
-        features = preprocessor(texts if len(texts) == 2 else texts[0])
-        total += int(np.sum(features["input_mask"]))
-    return total

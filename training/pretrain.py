@@ -21,6 +21,7 @@ import time
 
 import keras
 
+from keras_albert.conversion.huggingface import write_tokenizer
 from keras_albert.models.tasks import PretrainingModel
 from training.callbacks import Throughput, peak_rss_mib, standard_callbacks
 
@@ -51,13 +52,13 @@ def compile_pretrainer(model, optimizer, jit_compile=False):
     return model
 
 
-def save_tokenizer(tokenizer, directory):
-    """Writes the tokenizer's vocabulary (`spiece.model` or `vocab.txt`) and its
-    `tokenizer_config.json` to `directory`, as Hugging Face directories hold them, so
-    `keras_albert.conversion.huggingface.tokenizer_from_directory` reads it back."""
-    from keras_albert.conversion.huggingface import write_tokenizer
-
-    write_tokenizer(tokenizer, directory)
+def epoch_plan(steps, steps_per_epoch=None):
+    """`(epochs, steps_per_epoch)` whose product is the smallest count >= `steps`, so a
+    learning-rate schedule sized with `epochs * steps_per_epoch` ends where training
+    does."""
+    steps_per_epoch = min(steps_per_epoch or steps, steps)
+    epochs = -(-steps // steps_per_epoch)
+    return epochs, -(-steps // epochs)
 
 
 def matching_outputs(dataset, model):
@@ -72,8 +73,12 @@ def matching_outputs(dataset, model):
     return dataset.map(keep) if outputs != set(dataset.element_spec[1]) else dataset
 
 
-def evaluate_pretrainer(model, dataset, steps):
-    """Masked-LM and SOP accuracy (and losses) on `steps` batches of `dataset`."""
+def evaluate_pretrainer(model, dataset, steps=None):
+    """Masked-LM and SOP accuracy (and losses) on `dataset` (`steps` batches of it).
+
+    Pass a finite, cached dataset (`ds.take(n).cache()`) to compare models or moments
+    on the same masks: each pass over a repeating pretraining dataset draws new ones.
+    """
     results = model.evaluate(matching_outputs(dataset, model), steps=steps, return_dict=True,
                              verbose=0)
     if len(model.outputs) == 1:  # Keras names a single output's metrics without a prefix
@@ -105,11 +110,18 @@ def pretrain(
     Returns the summary dict.
     """
     os.makedirs(output_dir, exist_ok=True)
-    steps_per_epoch = min(steps_per_epoch or steps, steps)
-    epochs = max(1, -(-steps // steps_per_epoch))
-    before = evaluate_pretrainer(model, eval_dataset, eval_steps) if eval_dataset else {}
+    if tokenizer is not None:  # first: a resumed run finds the vocabulary it trained with
+        write_tokenizer(tokenizer, output_dir)
+    epochs, steps_per_epoch = epoch_plan(steps, steps_per_epoch)
+    if eval_dataset is not None:
+        # The same held-out batches (same masks) before and after training.
+        eval_dataset = eval_dataset.take(eval_steps).cache()
+    before = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
     throughput = Throughput(tokens_per_batch or 0)
-    callbacks = standard_callbacks(output_dir, resume=resume) + [throughput] + list(extra_callbacks)
+    # Throughput first: callbacks share one logs dict in order, so TensorBoard then
+    # records tokens/s too.
+    callbacks = [throughput] + standard_callbacks(output_dir, resume=resume) + list(
+        extra_callbacks)
     start = time.perf_counter()
     history = model.fit(
         matching_outputs(train_dataset, model),
@@ -120,10 +132,8 @@ def pretrain(
         shuffle=False,  # the dataset shuffles itself
     )
     seconds = time.perf_counter() - start
-    after = evaluate_pretrainer(model, eval_dataset, eval_steps) if eval_dataset else {}
+    after = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
     model.save(os.path.join(output_dir, "pretrainer.keras"))
-    if tokenizer is not None:
-        save_tokenizer(tokenizer, output_dir)
     summary = {
         "params": int(model.encoder.count_params()),
         "steps": int(epochs * steps_per_epoch),

@@ -954,6 +954,8 @@ def task_dataset(
     dataset = dataset.prefetch(tf.data.AUTOTUNE)
     # Kept for steps_per_epoch() and padding reports (a plain Python attribute).
     dataset.steps_per_epoch = num_batches
+    # Packed tokens without padding in one epoch, for real-token throughput figures.
+    dataset.real_tokens_per_epoch = int(encoded.lengths.sum())
     dataset.bucket_boundaries = list(boundaries)
     if sort_by_length or return_order:
         return dataset, order

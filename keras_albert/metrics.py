@@ -13,6 +13,8 @@ serializable with `get_config`), all taking the model's logits:
   per-batch correlations (a `MeanMetricWrapper`), which differs from the correlation
   over the whole evaluation set.
 - `MultiLabelF1`: micro-averaged F1 of multi-label logits thresholded at `threshold`.
+- `TokenAccuracy`: accuracy of per-token logits over tokens labelled other than
+  `IGNORE_LABEL` (-100).
 
 Spearman's rho needs the ranks of the whole set, so it, and the same measures as
 plain functions on NumPy arrays (`accuracy`, `f1`, `matthews`, `pearson`,
@@ -57,11 +59,30 @@ class _CountsMetric(keras.metrics.Metric):
         return self.add_variable(shape=shape, initializer="zeros", dtype="float32", name=name)
 
 
+class _F1Counts(_CountsMetric):
+    """F1 from weighted true-positive / false-positive / false-negative counts."""
+
+    def __init__(self, name, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.true_positives = self._counter("true_positives")
+        self.false_positives = self._counter("false_positives")
+        self.false_negatives = self._counter("false_negatives")
+
+    def _add_counts(self, weights, true, predicted):
+        self.true_positives.assign_add(ops.sum(weights * true * predicted))
+        self.false_positives.assign_add(ops.sum(weights * (1.0 - true) * predicted))
+        self.false_negatives.assign_add(ops.sum(weights * true * (1.0 - predicted)))
+
+    def result(self):
+        tp = self.true_positives
+        return ops.divide_no_nan(2.0 * tp, 2.0 * tp + self.false_positives + self.false_negatives)
+
+
 # --------------------------------------------------------------------------- Keras metrics
 
 
 @keras.saving.register_keras_serializable(package="keras_albert")
-class SparseF1(_CountsMetric):
+class SparseF1(_F1Counts):
     """Binary F1 score of `positive_class` from sparse labels and logits.
 
     `y_true`: class ids [B] or [B, 1]. `y_pred`: logits [B, 2] (argmax) or [B, 1]
@@ -78,9 +99,6 @@ class SparseF1(_CountsMetric):
     def __init__(self, name="f1", positive_class=1, dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.positive_class = int(positive_class)
-        self.true_positives = self._counter("true_positives")
-        self.false_positives = self._counter("false_positives")
-        self.false_negatives = self._counter("false_negatives")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         labels = _flat_labels(y_true)
@@ -88,13 +106,7 @@ class SparseF1(_CountsMetric):
         weights = _weights(sample_weight, labels)
         true = ops.cast(ops.equal(labels, self.positive_class), "float32")
         predicted = ops.cast(ops.equal(predictions, self.positive_class), "float32")
-        self.true_positives.assign_add(ops.sum(weights * true * predicted))
-        self.false_positives.assign_add(ops.sum(weights * (1.0 - true) * predicted))
-        self.false_negatives.assign_add(ops.sum(weights * true * (1.0 - predicted)))
-
-    def result(self):
-        tp = self.true_positives
-        return ops.divide_no_nan(2.0 * tp, 2.0 * tp + self.false_positives + self.false_negatives)
+        self._add_counts(weights, true, predicted)
 
     def get_config(self):
         return {**super().get_config(), "positive_class": self.positive_class}
@@ -203,7 +215,7 @@ class PearsonCorrelation(_CountsMetric):
 
 
 @keras.saving.register_keras_serializable(package="keras_albert")
-class MultiLabelF1(_CountsMetric):
+class MultiLabelF1(_F1Counts):
     """Micro-averaged F1 of multi-label predictions: logit > `threshold` is predicted.
 
     `y_true`: multi-hot [B, C]; `y_pred`: logits [B, C]. The default threshold 0.0
@@ -213,9 +225,6 @@ class MultiLabelF1(_CountsMetric):
     def __init__(self, threshold=0.0, name="micro_f1", dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.threshold = float(threshold)
-        self.true_positives = self._counter("true_positives")
-        self.false_positives = self._counter("false_positives")
-        self.false_negatives = self._counter("false_negatives")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         true = ops.cast(ops.cast(y_true, "float32") > 0.5, "float32")
@@ -225,13 +234,7 @@ class MultiLabelF1(_CountsMetric):
         else:
             weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1, 1))
             weights = weights * ops.ones_like(true)
-        self.true_positives.assign_add(ops.sum(weights * true * predicted))
-        self.false_positives.assign_add(ops.sum(weights * (1.0 - true) * predicted))
-        self.false_negatives.assign_add(ops.sum(weights * true * (1.0 - predicted)))
-
-    def result(self):
-        tp = self.true_positives
-        return ops.divide_no_nan(2.0 * tp, 2.0 * tp + self.false_positives + self.false_negatives)
+        self._add_counts(weights, true, predicted)
 
     def get_config(self):
         return {**super().get_config(), "threshold": self.threshold}
@@ -374,3 +377,22 @@ def evaluate_predictions(task, logits, labels):
     if task == "multilabel":
         return {"micro_f1": micro_f1(logits, labels), "exact_match": exact_match(logits, labels)}
     raise ValueError(f"Unknown task {task!r}: 'classification', 'regression' or 'multilabel'.")
+
+
+# --------------------------------------------------------------------------- tokens
+
+# Token-classification labels with this value (special tokens, continuation pieces)
+# are not scored.
+IGNORE_LABEL = -100
+
+
+@keras.saving.register_keras_serializable(package="keras_albert")
+class TokenAccuracy(keras.metrics.Mean):
+    """Accuracy of per-token logits over labelled tokens (label != IGNORE_LABEL)."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.cast(y_true, "int32")
+        predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
+        labelled = keras.ops.cast(keras.ops.not_equal(y_true, IGNORE_LABEL), "float32")
+        correct = keras.ops.cast(keras.ops.equal(predicted, y_true), "float32")
+        return super().update_state(correct, sample_weight=labelled)
