@@ -258,7 +258,11 @@ def test_commands_report_bad_input_clearly(tmp_path):
 def test_demo_runs_end_to_end(tmp_path):
     """The README's main job, at a reduced size: every stage, served from a fresh process."""
     out = tmp_path / "demo"
-    result = _cli("demo", "--quick", "--output", str(out), "--quiet", timeout=900)
+    # A relative --output, as the README's command uses (the default).
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    result = subprocess.run([sys.executable, "-m", "keras_albert.cli", "demo", "--quick",
+                             "--output", "demo", "--quiet"], capture_output=True, text=True,
+                            timeout=900, env=env, cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     teacher, student = summary["teacher"], summary["student"]

@@ -73,10 +73,13 @@ def _serve_in_fresh_process(export_dirs, sentences):
     with tempfile.TemporaryDirectory() as scratch:
         out = os.path.join(scratch, "served.npz")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-c", script, json.dumps([export_dirs, sentences, out])],
-            check=True, env=env, cwd=scratch,
+            env=env, cwd=scratch, capture_output=True, text=True,
         )
+        if result.returncode != 0:
+            raise RuntimeError("Serving the exports from a fresh process failed:\n"
+                               + result.stderr[-2000:])
         with np.load(out) as arrays:
             return {key: arrays[key] for key in arrays.files}
 
@@ -121,6 +124,8 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
     from training.vocab import train_sentencepiece
 
     teacher_config = dict(settings["teacher"])
+    # Absolute: the exports are served from a process started in another directory.
+    output_dir = os.path.abspath(output_dir)
     keras.utils.set_random_seed(seed)
     os.makedirs(output_dir, exist_ok=True)
     timings = {}
