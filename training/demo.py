@@ -118,7 +118,7 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
     from training.callbacks import Throughput, peak_rss_mib
     from training.corpus import default_corpus_documents, iter_documents
     from training.distill import Distiller, student_from_teacher
-    from training.pretrain import compile_pretrainer, evaluate_pretrainer, pretrain
+    from training.pretrain import compile_pretrainer, evaluate_pretrainer, fixed_batches, pretrain
     from training.pretraining_data import pretraining_dataset
     from training.strategy import resolve_strategy
     from training.vocab import train_sentencepiece
@@ -158,7 +158,7 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
 
     train_data = data(train_docs, seed, repeat=True)
     # Fixed held-out batches (the same masks) for every before / after evaluation.
-    eval_data = data(held_out_docs, seed + 1, repeat=True).take(eval_steps).cache()
+    eval_data = fixed_batches(data(held_out_docs, seed + 1, repeat=True), eval_steps)
     tokens_per_batch = batch_size * seq_length
 
     # 3. Pretraining.

@@ -73,11 +73,28 @@ def matching_outputs(dataset, model):
     return dataset.map(keep) if outputs != set(dataset.element_spec[1]) else dataset
 
 
+def fixed_batches(dataset, steps):
+    """The first `steps` batches of `dataset`, held in memory, as a finite dataset.
+
+    Pretraining datasets draw new masks on every pass; evaluating on these instead
+    compares models, or moments of training, on the same masked positions.
+    (`dataset.take(n).cache()` does not serve here: Keras reads such a pipeline over
+    a Python generator only partially, and warns that it ran out of data.)
+    """
+    import tensorflow as tf
+
+    batches = list(dataset.take(steps))
+    fixed = tf.data.Dataset.from_tensors(batches[0])
+    for batch in batches[1:]:
+        fixed = fixed.concatenate(tf.data.Dataset.from_tensors(batch))
+    return fixed
+
+
 def evaluate_pretrainer(model, dataset, steps=None):
     """Masked-LM and SOP accuracy (and losses) on `dataset` (`steps` batches of it).
 
-    Pass a finite, cached dataset (`ds.take(n).cache()`) to compare models or moments
-    on the same masks: each pass over a repeating pretraining dataset draws new ones.
+    Pass `fixed_batches(dataset, n)` to compare models or moments on the same masks:
+    each pass over a repeating pretraining dataset draws new ones.
     """
     results = model.evaluate(matching_outputs(dataset, model), steps=steps, return_dict=True,
                              verbose=0)
@@ -115,7 +132,7 @@ def pretrain(
     epochs, steps_per_epoch = epoch_plan(steps, steps_per_epoch)
     if eval_dataset is not None:
         # The same held-out batches (same masks) before and after training.
-        eval_dataset = eval_dataset.take(eval_steps).cache()
+        eval_dataset = fixed_batches(eval_dataset, eval_steps)
     before = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
     throughput = Throughput(tokens_per_batch or 0)
     # Throughput first: callbacks share one logs dict in order, so TensorBoard then
