@@ -16,7 +16,7 @@ def create_optimizer(
     warmup_steps=0,
     weight_decay=0.01,
     gradient_accumulation_steps=None,
-    clipnorm=None,
+    global_clipnorm=None,
 ):
     """Builds an optimizer for a BERT/ALBERT recipe.
 
@@ -30,7 +30,8 @@ def create_optimizer(
         warmup_steps: warm-up length in steps.
         weight_decay: decoupled weight decay; LayerNorm and bias are excluded.
         gradient_accumulation_steps: Keras gradient accumulation (>= 2), or None.
-        clipnorm: clip each gradient's norm, or None.
+        global_clipnorm: clip the gradients' global norm (BERT's recipe uses 1.0),
+            or None.
 
     Example:
 
@@ -44,7 +45,7 @@ def create_optimizer(
     schedule = learning_rate
     if total_steps is not None and learning_rate is not None:
         schedule = WarmupPolynomialDecay(learning_rate, warmup_steps, total_steps)
-    common = {"gradient_accumulation_steps": gradient_accumulation_steps, "clipnorm": clipnorm}
+    common = {"gradient_accumulation_steps": gradient_accumulation_steps, "global_clipnorm": global_clipnorm}
     if name == "adam":
         return keras.optimizers.Adam(schedule, **common)
     if name == "adamw":

@@ -32,6 +32,8 @@ def _add_training_options(parser, optimizer="adamw", learning_rate=None, batch=3
                        help="warm-up as a fraction of the steps (0.06), then linear decay")
     group.add_argument("--weight-decay", type=float, default=0.01,
                        help="decoupled weight decay, not on LayerNorm and biases (0.01)")
+    group.add_argument("--clip-norm", type=float, default=1.0,
+                       help="clip the gradients' global norm (1.0, as BERT; 0 disables)")
     group.add_argument("--seed", type=int, default=0)
     memory = parser.add_argument_group("memory and scale")
     memory.add_argument("--remat", default="none",
@@ -58,6 +60,7 @@ def _optimizer(args, total_steps):
         warmup_steps=int(args.warmup * total_steps),
         weight_decay=args.weight_decay,
         gradient_accumulation_steps=args.accumulation,
+        global_clipnorm=args.clip_norm or None,
     )
 
 

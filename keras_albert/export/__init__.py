@@ -1,0 +1,9 @@
+"""Exporting models as SavedModels that load with `tensorflow` + `tensorflow_text` alone.
+
+- `serving`: TensorFlow Serving exports of encoders and task models (raw-text and
+  token-id signatures, versioned layout, warm-up records).
+- `hub`: TF-Hub-style encoder and preprocessor SavedModels (the Reusable SavedModel
+  API) that other Keras 3 and tf_keras models reuse and fine-tune.
+"""
+
+from keras_albert.export.serving import export_saved_model
