@@ -23,6 +23,8 @@ setup(
         "tensorboard>=2.21,<2.22",
         "sentencepiece",
         "huggingface_hub",
+        # PredictionLog protos for the warm-up records of serving exports.
+        "tensorflow-serving-api>=2.21,<2.22",
         "numpy",
     ],
     extras_require={
@@ -31,7 +33,9 @@ setup(
         # scipy / scikit-learn are independent references for the metrics tests;
         # tensorflow-datasets for the TFDS loader's offline failure path.
         "tests": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "scipy",
-                  "scikit-learn", "tensorflow-datasets"],
+                  "scikit-learn", "tensorflow-datasets",
+                  # TF-Hub-style reuse tests: hub.KerasLayer inside a tf_keras model.
+                  "tensorflow-hub", "tf-keras>=2.21,<2.22"],
         "hub": ["tensorflow-hub", "tf-keras>=2.21,<2.22"],
         "tfds": ["tensorflow-datasets"],
         "bench": ["matplotlib"],

@@ -102,6 +102,62 @@ def _convert(args):
     return 0
 
 
+def _run_summary(spec):
+    """The `summary.json` a `keras-albert finetune/distill` run wrote, or {}."""
+    path = os.path.join(spec, "summary.json")
+    if os.path.isdir(spec) and os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    return {}
+
+
+def _read_warmup_file(path, pairs):
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.rstrip("\n") for line in handle if line.strip()]
+    if not pairs:
+        return lines
+    rows = [line.split("\t") for line in lines]
+    bad = [index + 1 for index, row in enumerate(rows) if len(row) != 2]
+    if bad:
+        raise ValueError(f"{path}: pairs need 'text_a<TAB>text_b' lines; line {bad[0]} is not.")
+    return [tuple(row) for row in rows]
+
+
+def _export(args):
+    from keras_albert.models.tasks import PretrainingModel
+    from training.commands import load_encoder
+
+    summary = _run_summary(args.model)
+    seq_length = args.seq or summary.get("seq_length") or 128
+    pairs = args.pairs or summary.get("text_inputs") == 2
+    model, preprocessor = load_encoder(args.model, seq_length, args.vocab, whole_model=True)
+    if args.format == "serving":
+        from keras_albert.export import export_for_serving
+
+        if isinstance(model, PretrainingModel):
+            print("exporting the pretraining model's encoder (the heads need masked "
+                  "positions; use --format hub for its mlm sub-object)", file=sys.stderr)
+            model = model.encoder
+        task = args.task or summary.get("task")
+        warmup = _read_warmup_file(args.warmup_file, pairs) if args.warmup_file else None
+        path = export_for_serving(model, args.output, preprocessor, version=args.version,
+                                  pairs=pairs, task=task, warmup_texts=warmup)
+        print(f"wrote {path}")
+        return 0
+    from keras_albert.export import export_hub_encoder, export_hub_preprocessor
+
+    encoder_dir = os.path.join(args.output, "encoder")
+    preprocessor_dir = os.path.join(args.output, "preprocessor")
+    for path in (encoder_dir, preprocessor_dir):
+        if os.path.exists(path):
+            raise FileExistsError(f"{path} exists; export to a new directory.")
+    hub_model = model if isinstance(model, PretrainingModel) else getattr(model, "encoder", model)
+    export_hub_encoder(hub_model, encoder_dir)
+    export_hub_preprocessor(preprocessor, preprocessor_dir, seq_length=preprocessor.seq_length)
+    print(f"wrote {encoder_dir} and {preprocessor_dir}")
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-albert",
@@ -164,6 +220,34 @@ def build_parser():
         "--timeout", type=float, default=20.0, help="seconds to wait for the Hub (default 20)"
     )
     convert.set_defaults(handler=_convert)
+
+    export = commands.add_parser(
+        "export",
+        help="export a model for TensorFlow Serving (OUTPUT/<version>/, raw-text and "
+        "token-id signatures, warm-up records) or as TF-Hub-style encoder + preprocessor",
+    )
+    export.add_argument("model", help="a keras-albert output directory or .keras file, a "
+                        "Hugging Face directory, a keras-hub preset directory, an ALBERT TF1 "
+                        "checkpoint, or a preset (with --vocab)")
+    export.add_argument("output", help="serving: the model's base directory (versions go "
+                        "inside); hub: a directory for encoder/ and preprocessor/")
+    export.add_argument("--format", choices=("serving", "hub"), default="serving")
+    export.add_argument("--vocab", help="spiece.model or vocab.txt (when MODEL has none beside it)")
+    export.add_argument("--seq", type=int, default=None,
+                        help="sequence length of the in-graph packing (default: the "
+                        "fine-tuning run's, else 128)")
+    export.add_argument("--version", type=int, default=None,
+                        help="serving version number (default: the next free one)")
+    export.add_argument("--pairs", action="store_true",
+                        help="serve text pairs (text_a, text_b); default: as the model "
+                        "was fine-tuned")
+    export.add_argument("--task", choices=("classification", "regression", "multilabel",
+                                           "token"),
+                        help="picks the derived outputs (default: the run's task, else "
+                        "from the output shape)")
+    export.add_argument("--warmup-file", help="example requests for the warm-up records, "
+                        "one text a line (pairs: text_a<TAB>text_b)")
+    export.set_defaults(handler=_reporting_errors("export", _export))
 
     from training.commands import COMMANDS
 

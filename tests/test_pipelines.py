@@ -13,7 +13,6 @@ import pytest
 import tensorflow as tf
 
 from keras_albert import Encoder
-from keras_albert.export import export_saved_model
 from keras_albert.models import PretrainingModel
 from keras_albert.tokenizers import Preprocessor, SentencePieceTokenizer, WordPieceTokenizer
 from optimizers import create_optimizer
@@ -147,43 +146,6 @@ def test_bad_task_arguments():
         build_task_model(encoder, "ner")
     with pytest.raises(ValueError, match="num_classes"):
         build_task_model(encoder, "classification", num_classes=1)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
-def test_export_serves_raw_text_in_a_process_without_keras_albert(
-        data_dir, dtype, tmp_path):
-    tokenizer = _wordpiece(data_dir)
-    preprocessor = Preprocessor(tokenizer, seq_length=16)
-    encoder = Encoder.from_preset("bert_tiny", seed=0, dtype=dtype)
-    classifier = build_task_model(encoder, "classification", num_classes=3)
-    export_saved_model(classifier, str(tmp_path / "classifier"), preprocessor)
-    texts = ["a fine film", "this sentence is certainly longer than sixteen word pieces, "
-             "so it has to be truncated by the in-graph packer", ""]
-    script = (
-        "import json, sys, numpy as np, tensorflow as tf, tensorflow_text\n"
-        "path, texts = json.loads(sys.argv[1])\n"
-        "served = tf.saved_model.load(path)\n"
-        "out = served.signatures['serving_default'](text=tf.constant(texts))\n"
-        "assert 'keras_albert' not in sys.modules\n"
-        "print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", script, json.dumps([str(tmp_path / "classifier"), texts])],
-        capture_output=True, text=True, cwd=str(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    served = json.loads(result.stdout.strip().splitlines()[-1])
-    expected = np.asarray(classifier(preprocessor(texts)), "float32")
-    tolerance = 1e-5 if dtype == "float32" else 2e-2
-    np.testing.assert_allclose(served["logits"], expected, atol=tolerance)
-    probabilities = np.asarray(served["probabilities"])
-    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
-    assert np.asarray(served["logits"]).dtype == np.float64  # JSON of float32 values
-    # The ids signature agrees with the text signature.
-    loaded = tf.saved_model.load(str(tmp_path / "classifier"))
-    features = preprocessor(texts)
-    by_ids = loaded.signatures["encode"](**features)
-    np.testing.assert_allclose(by_ids["logits"].numpy(), served["logits"], atol=1e-6)
 
 
 def test_strategy_helper():

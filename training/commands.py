@@ -87,9 +87,11 @@ def rebuilt(encoder, **overrides):
     return copy
 
 
-def load_encoder(spec, seq_length, vocab=None, **overrides):
+def load_encoder(spec, seq_length, vocab=None, whole_model=False, **overrides):
     """`(encoder, preprocessor)` from a preset name, one of our output directories or
-    `.keras` files, or anything `keras_albert.from_pretrained` reads.
+    `.keras` files, or anything `keras_albert.from_pretrained` reads. With
+    `whole_model=True`, a `.keras` file's model is returned as saved (a task model with
+    its head) instead of its encoder.
 
     - a preset (`albert_base`): random weights; `vocab` (a `spiece.model` or
       `vocab.txt`) gives the tokenizer and sizes the embeddings;
@@ -124,7 +126,8 @@ def load_encoder(spec, seq_length, vocab=None, **overrides):
         # compile=False: the saved optimizer is not needed (and its classes may not
         # be registered in this process yet).
         model = keras.saving.load_model(keras_file, compile=False)
-        encoder = rebuilt(getattr(model, "encoder", model), **overrides)
+        encoder = model if whole_model else rebuilt(getattr(model, "encoder", model),
+                                                    **overrides)
         tokenizer = tokenizer_from_directory(_vocab_dir(vocab) if vocab else keras_file.parent)
         if tokenizer is None:
             raise ValueError(f"No spiece.model or vocab.txt beside {keras_file}; pass --vocab.")
@@ -139,7 +142,8 @@ def load_encoder(spec, seq_length, vocab=None, **overrides):
             return encoder, preprocessor
     # Checks that the vocabulary fits the embeddings and caps the length at the
     # position table, as `from_pretrained` does.
-    return encoder, checked_preprocessor(tokenizer, encoder, seq_length, "fixed")
+    return encoder, checked_preprocessor(tokenizer, getattr(encoder, "encoder", encoder),
+                                         seq_length, "fixed")
 
 
 def _vocab_dir(vocab):

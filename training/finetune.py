@@ -158,6 +158,10 @@ def finetune(
     real_tokens = real_tokens_per_epoch * total_steps / epoch_batches
     summary = {
         "task": task,
+        # What an export needs to rebuild the serving contract (`keras-albert export`).
+        "text_inputs": len(train_data.texts),
+        "seq_length": preprocessor.seq_length,
+        "label_names": list(train_data.label_names) if train_data.label_names else None,
         "train_examples": len(train_data),
         "epochs": epochs,
         "steps": total_steps,

@@ -6,4 +6,6 @@
   API) that other Keras 3 and tf_keras models reuse and fine-tune.
 """
 
+from keras_albert.export.serving import export_for_serving
 from keras_albert.export.serving import export_saved_model
+from keras_albert.export.serving import next_version
