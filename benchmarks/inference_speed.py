@@ -2,7 +2,10 @@
 
 Each model predicts a task file in length-sorted batches (tokenized once, not timed),
 `--repeats` times after one warm-up pass, in the same process one after the other; prints
-examples/s, the speed ratio to the first model, and accuracy.
+examples/s, the speed ratio to the first model, and accuracy. `--via predict` times
+Keras's `model.predict`; `--via saved_model` exports each model for serving and times its
+`token_ids` signature on the same batches (the TensorFlow Serving path, without Keras's
+predict loop).
 
     python benchmarks/inference_speed.py sst2_teacher/ sst2_student/ \\
         --data ../shared/data/sst2/dev.tsv
@@ -15,7 +18,30 @@ import sys
 import time
 
 
-def measure(model_dirs, data_path, batch_size=64, repeats=3, seq_length=128):
+def _saved_model_predictor(model, preprocessor):
+    """A `predict(dataset)` that runs `model`'s serving export's `token_ids` signature."""
+    import tempfile
+
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_albert.export import export_saved_model
+
+    path = export_saved_model(model, tempfile.mkdtemp() + "/model", preprocessor,
+                              warmup_texts=())
+    signature = tf.saved_model.load(path).signatures["token_ids"]
+
+    def predict(dataset):
+        return np.concatenate([
+            signature(**{key: tf.cast(value, tf.int32) for key, value in features.items()})
+            ["logits"].numpy()
+            for features, _ in dataset
+        ])
+
+    return predict
+
+
+def measure(model_dirs, data_path, batch_size=64, repeats=3, seq_length=128, via="predict"):
     import keras
 
     from keras_albert.conversion.huggingface import tokenizer_from_directory
@@ -33,10 +59,15 @@ def measure(model_dirs, data_path, batch_size=64, repeats=3, seq_length=128):
         dataset, order = task_dataset(data, preprocessor, batch_size=batch_size,
                                       sort_by_length=True)
         dataset = dataset.cache()
-        logits = model.predict(dataset, verbose=0)  # warm-up: tracing, cache filled
+        if via == "saved_model":
+            predict = _saved_model_predictor(model, preprocessor)
+        else:
+            def predict(batches):
+                return model.predict(batches, verbose=0)
+        logits = predict(dataset)  # warm-up: tracing, cache filled
         start = time.perf_counter()
         for _ in range(repeats):
-            logits = model.predict(dataset, verbose=0)
+            logits = predict(dataset)
         seconds = (time.perf_counter() - start) / repeats
         logits = restore_order(logits, order)
         results.append({
@@ -57,8 +88,9 @@ def main(argv=None):
     parser.add_argument("--data", required=True)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--via", choices=("predict", "saved_model"), default="predict")
     args = parser.parse_args(argv)
-    for result in measure(args.models, args.data, args.batch, args.repeats):
+    for result in measure(args.models, args.data, args.batch, args.repeats, via=args.via):
         print(json.dumps(result))
     return 0
 

@@ -9,3 +9,6 @@
 from keras_albert.export.serving import export_for_serving
 from keras_albert.export.serving import export_saved_model
 from keras_albert.export.serving import next_version
+from keras_albert.export.hub import export_hub_encoder
+from keras_albert.export.hub import export_hub_preprocessor
+from keras_albert.export.keras_reuse import HubEncoderLayer

@@ -113,6 +113,7 @@ from keras_albert.models.encoder import Encoder
 from keras_albert.models.tasks import PretrainingModel
 from keras_albert.tokenizers._base import _Tokenizer
 from keras_albert.tokenizers.preprocessor import Preprocessor
+from keras_albert.tokenizers.packer import _LongestFirstTrimmer
 
 INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
 MLM_POSITIONS_KEY = "masked_lm_positions"
@@ -236,13 +237,14 @@ def export_hub_encoder(model, export_dir, seq_length=None):
     root.__call__ = call
 
     # Single-argument endpoints for Keras 3's TFSMLayer, which passes no `training`.
+    # They call the traced `__call__`, so every entry point runs the same graphs.
     @tf.function(input_signature=[input_specs])
     def serve(inputs):
-        return _encoder_outputs(encoder, inputs, False)
+        return call(inputs, training=False)
 
     @tf.function(input_signature=[input_specs])
     def call_training(inputs):
-        return _encoder_outputs(encoder, inputs, True)
+        return call(inputs, training=True)
 
     root.serve = serve
     root.call_training = call_training
@@ -251,14 +253,13 @@ def export_hub_encoder(model, export_dir, seq_length=None):
         input_signature=[tf.TensorSpec([None, seq_length], tf.int32, name=key) for key in INPUT_KEYS]
     )
     def serving_default(input_word_ids, input_mask, input_type_ids):
-        outputs = _encoder_outputs(
-            encoder,
+        outputs = call(
             {
                 "input_word_ids": input_word_ids,
                 "input_mask": input_mask,
                 "input_type_ids": input_type_ids,
             },
-            False,
+            training=False,
         )
         return {key: outputs[key] for key in ("pooled_output", "sequence_output", "default")}
 
@@ -285,33 +286,6 @@ def export_hub_encoder(model, export_dir, seq_length=None):
     return export_dir
 
 
-def _longest_first_keep(lengths, budget):
-    """How many tokens of each segment `truncation="longest_first"` keeps.
-
-    The same rule as `keras_albert.tokenizers.packer._LongestFirstTrimmer`, with a
-    tensor budget (that trimmer takes a Python int): cut the longer segment first;
-    when both must be cut, split the budget in half and give an odd token to the
-    segment that was longer (the second on a tie).
-    """
-    budget = tf.maximum(tf.cast(budget, lengths[0].dtype), 0)
-    if len(lengths) == 1:
-        return [tf.minimum(lengths[0], budget)]
-    first, second = lengths
-    half = budget // 2
-    first_is_shorter = first <= second
-    keep_first = tf.where(
-        first_is_shorter,
-        tf.minimum(first, half),
-        tf.minimum(first, budget - tf.minimum(second, half)),
-    )
-    keep_second = tf.where(
-        first_is_shorter,
-        tf.minimum(second, budget - keep_first),
-        tf.minimum(second, half),
-    )
-    return [keep_first, keep_second]
-
-
 def _pack(segments, seq_length, cls_id, sep_id, pad_id):
     """`[CLS] a [SEP] (b [SEP])`, truncated longest-first and padded to `seq_length`."""
     seq_length = tf.convert_to_tensor(seq_length)
@@ -323,11 +297,9 @@ def _pack(segments, seq_length, cls_id, sep_id, pad_id):
     with tf.control_dependencies([check]):
         budget = seq_length - len(segments) - 1
     segments = [tf.cast(segment, tf.int32) for segment in segments]
-    keep = _longest_first_keep([segment.row_lengths() for segment in segments], budget)
-    trimmed = [
-        tf.ragged.boolean_mask(segment, tf.ragged.range(segment.row_lengths()) < n[:, tf.newaxis])
-        for segment, n in zip(segments, keep)
-    ]
+    # The packer's own longest-first rule, with a tensor budget.
+    masks = _LongestFirstTrimmer(budget).generate_mask(segments)
+    trimmed = [tf.ragged.boolean_mask(segment, mask) for segment, mask in zip(segments, masks)]
     token_ids, type_ids = tf_text.combine_segments(
         trimmed, start_of_sequence_id=cls_id, end_of_segment_id=sep_id
     )

@@ -35,11 +35,12 @@ class _LongestFirstTrimmer(tf_text.Trimmer):
     """
 
     def __init__(self, max_seq_length):
+        # A Python int, or a scalar tensor (the TF-Hub preprocessor's `seq_length`).
         self._max_seq_length = max_seq_length
 
     def generate_mask(self, segments):
         lengths = [segment.row_lengths() for segment in segments]
-        budget = tf.constant(self._max_seq_length, lengths[0].dtype)
+        budget = tf.maximum(tf.cast(self._max_seq_length, lengths[0].dtype), 0)
         if len(segments) == 1:
             keep = [tf.minimum(lengths[0], budget)]
         else:
