@@ -297,6 +297,20 @@ def test_export_command_from_a_finetune_directory(tmp_path, wordpiece, capsys):
     expected = model(Preprocessor(wordpiece, SEQ)(["a fine film"]))
     np.testing.assert_allclose(out["logits"].numpy(), np.asarray(expected), atol=1e-5)
 
+    # --format hub: encoder/ and preprocessor/ beside each other, the run's seq length.
+    assert main(["export", str(run), str(tmp_path / "hub"), "--format", "hub"]) == 0
+    hub_encoder = tf.saved_model.load(str(tmp_path / "hub" / "encoder"))
+    hub_preprocessor = tf.saved_model.load(str(tmp_path / "hub" / "preprocessor"))
+    features = hub_preprocessor(tf.constant(["a fine film"]))
+    expected_features = Preprocessor(wordpiece, SEQ)(["a fine film"])
+    for key, value in expected_features.items():
+        np.testing.assert_array_equal(features[key].numpy(), np.asarray(value))
+    np.testing.assert_allclose(
+        hub_encoder(features)["pooled_output"].numpy(),
+        np.asarray(model.encoder(expected_features)["pooled_output"]), atol=1e-5)
+
     capsys.readouterr()
+    assert main(["export", str(run), str(tmp_path / "hub"), "--format", "hub"]) == 2
+    assert "exists" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing"), str(tmp_path / "out")]) == 2
     assert "missing" in capsys.readouterr().err
