@@ -110,7 +110,7 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
     import keras
 
     from keras_albert.conversion.huggingface import write_tokenizer
-    from keras_albert.export import export_saved_model
+    from keras_albert.export import export_for_serving
     from keras_albert.models.encoder import Encoder
     from keras_albert.models.tasks import PretrainingModel
     from keras_albert.tokenizers import Preprocessor, SentencePieceTokenizer
@@ -210,12 +210,11 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
     # 5. Export, then serve from a fresh process that imports only TF + tf_text.
     log("[5/6] exporting SavedModels and serving them from a fresh process")
     preprocessor = Preprocessor(tokenizer, seq_length=seq_length)
+    # TensorFlow Serving's layout: serving/<model>/<version>/, a new version each run.
     exports = {
-        "teacher": os.path.join(output_dir, "export", "teacher"),
-        "student": os.path.join(output_dir, "export", "student"),
+        name: export_for_serving(model, os.path.join(output_dir, "serving", name), preprocessor)
+        for name, model in (("teacher", encoder), ("student", student_encoder))
     }
-    export_saved_model(encoder, exports["teacher"], preprocessor)
-    export_saved_model(student_encoder, exports["student"], preprocessor)
     t = time.perf_counter()
     served = _serve_in_fresh_process(exports, DEMO_SENTENCES)
     timings["serve_seconds"] = round(time.perf_counter() - t, 1)
