@@ -1,7 +1,8 @@
 """Inference speed of fine-tuned classifiers (e.g. a teacher and its distilled student).
 
 Each model predicts a task file in length-sorted batches (tokenized once, not timed),
-`--repeats` times after one warm-up pass, in the same process one after the other; prints
+`--repeats` times after one warm-up pass, in one process, alternating between the
+models pass by pass (median per model); prints
 examples/s, the speed ratio to the first model, and accuracy. `--via predict` times
 Keras's `model.predict`; `--via saved_model` exports each model for serving and times its
 `token_ids` signature on the same batches (the TensorFlow Serving path, without Keras's
@@ -42,6 +43,8 @@ def _saved_model_predictor(model, preprocessor):
 
 
 def measure(model_dirs, data_path, batch_size=64, repeats=3, seq_length=128, via="predict"):
+    import statistics
+
     import keras
 
     from keras_albert.conversion.huggingface import tokenizer_from_directory
@@ -50,7 +53,7 @@ def measure(model_dirs, data_path, batch_size=64, repeats=3, seq_length=128, via
     from training.task_data import load_task_file, restore_order, task_dataset
 
     data = load_task_file(data_path)
-    results = []
+    runs = []
     for directory in model_dirs:
         directory = pathlib.Path(directory)
         model = keras.saving.load_model(directory / "model.keras", compile=False)
@@ -62,17 +65,26 @@ def measure(model_dirs, data_path, batch_size=64, repeats=3, seq_length=128, via
         if via == "saved_model":
             predict = _saved_model_predictor(model, preprocessor)
         else:
-            def predict(batches):
+            def predict(batches, model=model):
                 return model.predict(batches, verbose=0)
         logits = predict(dataset)  # warm-up: tracing, cache filled
-        start = time.perf_counter()
-        for _ in range(repeats):
-            logits = predict(dataset)
-        seconds = (time.perf_counter() - start) / repeats
-        logits = restore_order(logits, order)
+        runs.append({"directory": directory, "model": model, "predict": predict,
+                     "dataset": dataset, "order": order, "seconds": [],
+                     "logits": logits})
+    # Passes alternate between the models, so a change in the machine's load
+    # affects all of them alike; each model's time is the median of its passes.
+    for _ in range(repeats):
+        for run in runs:
+            start = time.perf_counter()
+            run["logits"] = run["predict"](run["dataset"])
+            run["seconds"].append(time.perf_counter() - start)
+    results = []
+    for run in runs:
+        seconds = statistics.median(run["seconds"])
+        logits = restore_order(run["logits"], run["order"])
         results.append({
-            "model": str(directory),
-            "layers": model.encoder.num_layers,
+            "model": str(run["directory"]),
+            "layers": run["model"].encoder.num_layers,
             "examples_per_second": len(data) / seconds,
             **evaluate_predictions(data.task, logits, data.labels),
         })

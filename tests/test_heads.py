@@ -175,3 +175,25 @@ def test_task_models_round_trip_through_keras_files(build, tmp_path):
     assert restored.get_config() == model.get_config()
     for ours, theirs in zip(tf.nest.flatten(restored(features)), tf.nest.flatten(expected)):
         np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "first"])
+def test_sequence_classifier_pooling_reads_the_right_vector(pooling, tmp_path):
+    encoder = Encoder.from_preset("bert_tiny", vocabulary_size=100, seed=0)
+    model = SequenceClassifier(encoder, num_classes=2, dropout=0.0, pooling=pooling)
+    ids = np.array([[2, 5, 6, 7, 3, 0, 0], [2, 9, 3, 0, 0, 0, 0]], "int32")
+    inputs = {"input_word_ids": ids, "input_mask": (ids > 0).astype("int32"),
+              "input_type_ids": np.zeros_like(ids)}
+    sequence = np.asarray(encoder(inputs)["sequence_output"])
+    mask = inputs["input_mask"][..., None]
+    # Independent NumPy pooling: padding never counts in the mean.
+    pooled = (sequence * mask).sum(1) / mask.sum(1) if pooling == "mean" else sequence[:, 0]
+    kernel, bias = model.head.get_weights()[-2:]
+    np.testing.assert_allclose(np.asarray(model(inputs)), pooled @ kernel + bias, atol=1e-5)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    assert reloaded.pooling == pooling
+    np.testing.assert_allclose(np.asarray(reloaded(inputs)), np.asarray(model(inputs)), atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        SequenceClassifier(encoder, num_classes=2, pooling="max")

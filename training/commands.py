@@ -318,6 +318,10 @@ def add_finetune_arguments(parser):
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in all")
     parser.add_argument("--dropout", type=float, default=0.1, help="head dropout (0.1)")
+    parser.add_argument("--pooling", choices=("pooled", "mean", "first"), default="pooled",
+                        help="what the classifier head reads: the pooler's output "
+                        "(pooled), the mean of the real tokens' states (mean: for "
+                        "sentence-embedding checkpoints) or the first token's (first)")
     _add_task_data_arguments(parser)
     _add_training_options(parser, optimizer="adamw", learning_rate=5e-5)
 
@@ -332,7 +336,8 @@ def run_finetune(args):
         encoder, preprocessor = load_encoder(args.model, args.seq, vocab=args.vocab,
                                              **_runtime_overrides(args))
         num_classes = train.num_classes
-        model = build_task_model(encoder, train.task, num_classes, dropout=args.dropout)
+        model = build_task_model(encoder, train.task, num_classes, dropout=args.dropout,
+                                 pooling=args.pooling)
         summary = finetune(
             model, preprocessor, train, args.output,
             lambda total_steps: _optimizer(args, total_steps), epochs=args.epochs,
@@ -406,7 +411,7 @@ def run_distill(args):
             **_runtime_overrides(args))
         student = SequenceClassifier(student_encoder, **{
             key: value for key, value in teacher.get_config().items()
-            if key in ("num_classes", "dropout", "hidden_dim")})
+            if key in ("num_classes", "dropout", "hidden_dim", "pooling")})
         student.head.set_weights(teacher.head.get_weights())
         distiller = Distiller(teacher, student, temperature=args.temperature,
                               alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm,

@@ -639,7 +639,7 @@ class Distiller(keras.Model):
         if self.kind == "masked_lm":
             logits = model.mlm_head(hidden, inputs["masked_positions"])
         else:
-            logits = model.head(encoded["pooled_output"], training=training)
+            logits = model.head(model.pool(encoded, inputs["input_mask"]), training=training)
         return logits, hidden
 
     def call(self, inputs, training=None):

@@ -35,18 +35,20 @@ def _check_task(task):
         raise ValueError(f"Unknown task {task!r}; expected one of {TASKS}.")
 
 
-def build_task_model(encoder, task, num_classes=None, dropout=0.1):
-    """The task model for `task` on top of `encoder` (see the module docstring)."""
+def build_task_model(encoder, task, num_classes=None, dropout=0.1, pooling="pooled"):
+    """The task model for `task` on top of `encoder` (see the module docstring);
+    `pooling` is the sequence classifier's (`SequenceClassifier`)."""
     _check_task(task)
     if task == "span":
         return SpanQuestionAnswerer(encoder)
     if task == "regression":
-        return SequenceClassifier(encoder, num_classes=1, dropout=dropout)
+        return SequenceClassifier(encoder, num_classes=1, dropout=dropout, pooling=pooling)
     if not num_classes or num_classes < 2 and task != "multilabel":
         raise ValueError(f"task={task!r} needs num_classes >= 2; got {num_classes}.")
     if task == "token":
         return TokenClassifier(encoder, num_classes=num_classes, dropout=dropout)
-    return SequenceClassifier(encoder, num_classes=num_classes, dropout=dropout)
+    return SequenceClassifier(encoder, num_classes=num_classes, dropout=dropout,
+                              pooling=pooling)
 
 
 def task_loss_and_metrics(task, num_classes=None):

@@ -58,6 +58,27 @@ def _head_initializer(encoder):
     return keras.initializers.TruncatedNormal(stddev=encoder.initializer_range)
 
 
+POOLING = ("pooled", "mean", "first")
+
+
+def pool_sequence(encoded, input_mask, pooling="pooled"):
+    """One vector per sequence from an encoder's outputs.
+
+    `"pooled"`: `pooled_output` (BERT/ALBERT's tanh pooler on the first token);
+    `"first"`: the first token's last hidden state; `"mean"`: the mean of the last
+    hidden states over real tokens (`input_mask`), computed in float32 - what
+    sentence-embedding checkpoints (e.g. all-MiniLM-L6-v2) were trained to produce.
+    """
+    if pooling == "pooled":
+        return encoded["pooled_output"]
+    sequence = encoded["sequence_output"]
+    if pooling == "first":
+        return sequence[:, 0]
+    mask = keras.ops.expand_dims(keras.ops.cast(input_mask, "float32"), -1)
+    total = keras.ops.sum(keras.ops.cast(sequence, "float32") * mask, axis=1)
+    return total / keras.ops.maximum(keras.ops.sum(mask, axis=1), 1.0)
+
+
 @keras.saving.register_keras_serializable(package="keras_albert")
 class SequenceClassifier(EncoderTask):
     """Classifies single texts or text pairs from `pooled_output`.
@@ -65,7 +86,9 @@ class SequenceClassifier(EncoderTask):
     Outputs logits [batch, num_classes]; train with
     `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`. With
     `num_classes=1` it is a regressor (STS-B; train with mean squared error), and
-    with `hidden_dim` it adds DistilBERT's pre-classifier dense + ReLU.
+    with `hidden_dim` it adds DistilBERT's pre-classifier dense + ReLU. `pooling`
+    picks the sequence vector the head reads (see `pool_sequence`): `"pooled"`
+    (default), `"first"` or `"mean"` (for sentence-embedding checkpoints).
 
     Example:
 
@@ -77,7 +100,10 @@ class SequenceClassifier(EncoderTask):
     TensorShape([1, 2])
     """
 
-    def __init__(self, encoder, num_classes, dropout=0.1, hidden_dim=None, **kwargs):
+    def __init__(self, encoder, num_classes, dropout=0.1, hidden_dim=None, pooling="pooled",
+                 **kwargs):
+        if pooling not in POOLING:
+            raise ValueError(f"`pooling` must be one of {POOLING}; got {pooling!r}.")
         inputs = _encoder_inputs(encoder)
         head = ClassificationHead(
             num_classes,
@@ -87,10 +113,16 @@ class SequenceClassifier(EncoderTask):
             dtype=encoder.dtype_policy,
             name="classifier",
         )
-        logits = head(encoder(inputs)["pooled_output"])
-        config = {"num_classes": num_classes, "dropout": dropout, "hidden_dim": hidden_dim}
+        logits = head(pool_sequence(encoder(inputs), inputs["input_mask"], pooling))
+        config = {"num_classes": num_classes, "dropout": dropout, "hidden_dim": hidden_dim,
+                  "pooling": pooling}
         super().__init__(encoder, inputs, logits, config, **kwargs)
         self.head = head
+        self.pooling = pooling
+
+    def pool(self, encoded, input_mask):
+        """The head's input from the encoder's outputs (see `pool_sequence`)."""
+        return pool_sequence(encoded, input_mask, self.pooling)
 
 
 @keras.saving.register_keras_serializable(package="keras_albert")
