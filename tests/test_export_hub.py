@@ -503,6 +503,19 @@ def reuse_setup(preprocessor_exports, sst2, tmp_path_factory):
     return root, config
 
 
+# Shared by the Keras 3 and tf_keras reuse children: fit, then record the losses and
+# which encoder weights changed.
+_FIT_AND_RECORD = """
+before = [weight.numpy().copy() for weight in encoder.trainable_weights]
+history = model.fit(features, labels, epochs=config["epochs"], batch_size=16, verbose=0)
+results["loss"] = [float(value) for value in history.history["loss"]]
+results["num_trainable"] = len(encoder.trainable_weights)
+results["num_changed"] = sum(
+    int(not np.array_equal(old, weight.numpy()))
+    for old, weight in zip(before, encoder.trainable_weights))
+"""
+
+
 _KERAS3_CHILD = """
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
@@ -522,14 +535,7 @@ model.compile(optimizer=keras.optimizers.Adam(1e-3),
 # Keras builds the optimizer in the first traced step, where TensorFlow refuses the
 # ":0" of restored variable names in slot names; built eagerly, it does not check.
 model.optimizer.build(model.trainable_variables)
-before = [weight.numpy().copy() for weight in encoder.trainable_weights]
-history = model.fit(features, labels, epochs=config["epochs"], batch_size=16, verbose=0)
-results["loss"] = [float(value) for value in history.history["loss"]]
-results["num_trainable"] = len(encoder.trainable_weights)
-results["num_changed"] = sum(
-    int(not np.array_equal(old, weight.numpy()))
-    for old, weight in zip(before, encoder.trainable_weights))
-results["optimizer"] = type(model.optimizer).__name__
+""" + _FIT_AND_RECORD + """results["optimizer"] = type(model.optimizer).__name__
 batch = {key: value[:8] for key, value in features.items()}
 results["dropout_in_training"] = float(np.max(np.abs(
     encoder(batch, training=True)["sequence_output"].numpy()
@@ -566,14 +572,7 @@ logits = tf_keras.layers.Dense(2)(encoder(inputs)["pooled_output"])
 model = tf_keras.Model(inputs, logits)
 model.compile(optimizer=tf_keras.optimizers.Adam(1e-3),
               loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-before = [weight.numpy().copy() for weight in encoder.trainable_weights]
-history = model.fit(features, labels, epochs=config["epochs"], batch_size=16, verbose=0)
-results["loss"] = [float(value) for value in history.history["loss"]]
-results["num_trainable"] = len(encoder.trainable_weights)
-results["num_changed"] = sum(
-    int(not np.array_equal(old, weight.numpy()))
-    for old, weight in zip(before, encoder.trainable_weights))
-results["optimizer"] = type(model.optimizer).__module__ + "." + type(model.optimizer).__name__
+""" + _FIT_AND_RECORD + """results["optimizer"] = type(model.optimizer).__module__ + "." + type(model.optimizer).__name__
 results["shape"] = list(features["input_word_ids"].shape)
 """
 
