@@ -50,15 +50,29 @@ class Throughput(keras.callbacks.Callback):
             logs["seconds_per_step"] = self.seconds / self.steps
 
 
-def standard_callbacks(output_dir, resume=True, tensorboard=True):
-    """TensorBoard logs in `output_dir/logs` and, with `resume`, `BackupAndRestore`
-    in `output_dir/backup`: a killed run started again with the same command continues
-    from its last completed epoch instead of starting over."""
+def standard_callbacks(output_dir, resume=True, tensorboard=True, strategy=None):
+    """TensorBoard logs in `output_dir/logs` and, with `resume`, a
+    `ChiefBackupAndRestore` in `output_dir/backup` (Keras's `BackupAndRestore`
+    semantics, plus the optimizer and RNG state, and only the chief writing under
+    `MultiWorkerMirroredStrategy`): a killed run started again with the same command
+    continues from its last checkpoint. For an exact mid-epoch continuation (the
+    same batches as an uninterrupted run) drive `fit` with
+    `training.resume.resumable_fit`, as the pipelines do.
+
+    Under `MultiWorkerMirroredStrategy` (`strategy`, default: the current one) only
+    the chief writes TensorBoard logs.
+    """
     import os
 
+    import tensorflow as tf
+
+    from training.resume import ChiefBackupAndRestore
+    from training.strategy import is_chief
+
+    strategy = strategy or tf.distribute.get_strategy()
     callbacks = []
-    if tensorboard:
+    if tensorboard and is_chief(strategy):
         callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
     if resume:
-        callbacks.append(keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")))
+        callbacks.append(ChiefBackupAndRestore(os.path.join(output_dir, "backup")))
     return callbacks

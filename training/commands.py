@@ -2,8 +2,15 @@
 
 Each command prints Keras's progress bar while it trains, writes TensorBoard logs,
 the model and its vocabulary to `--output`, and ends with a one-line JSON summary
-(also in `OUTPUT/summary.json`). A killed run started again with the same command
-resumes from its last completed epoch (`OUTPUT/backup`).
+(also in `OUTPUT/summary.json`). Checkpoints (`OUTPUT/backup`: weights, optimizer
+state, step = data position, RNG state; every epoch and every `--checkpoint-every`
+steps) let a killed run started again with the same command continue exactly where
+it stopped, mid-epoch included: by default when a checkpoint exists, with `--resume`
+necessarily (it fails if there is none), never with `--no-resume` (start over).
+
+`--strategy multi_worker` runs one process per worker with `TF_CONFIG` set; every
+worker runs the same command, `--batch` is the global batch, and only the chief
+(worker 0) writes `OUTPUT`.
 """
 
 import json
@@ -43,7 +50,21 @@ def _add_training_options(parser, optimizer="adamw", learning_rate=None, batch=3
                         help="gradient accumulation steps (>= 2)")
     memory.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="tf.distribute strategy (auto: TPU, workers, GPUs or one device)")
+    memory.add_argument("--steps-per-execution", type=int, default=1,
+                        help="training steps per tf.function call (1; > 1 is refused under "
+                        "mirrored and multi_worker)")
     memory.add_argument("--xla", action="store_true", help="compile the train step with XLA")
+    faults = parser.add_argument_group("checkpoints and resumption")
+    resume = faults.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="resume", action="store_const", const="require",
+                        default="auto",
+                        help="continue the interrupted run in OUTPUT from its last checkpoint "
+                        "(fails if there is none); by default a checkpoint is continued "
+                        "when there is one")
+    resume.add_argument("--no-resume", dest="resume", action="store_const", const="restart",
+                        help="start over, discarding any checkpoint in OUTPUT/backup")
+    faults.add_argument("--checkpoint-every", type=int, default=None, metavar="STEPS",
+                        help="also checkpoint every STEPS steps (default: every epoch)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -64,14 +85,27 @@ def _optimizer(args, total_steps):
     )
 
 
+def _seed_everything(seed):
+    """Python, NumPy, TensorFlow and Keras seeds: initial weights (heads included) and
+    dropout are the same in every run, process and worker with the same --seed. First
+    thing in a command: seeding resets TensorFlow's kernel cache, which tokenizer
+    resources live in."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
 def _runtime_overrides(args):
     return {"remat": args.remat, "dtype": args.precision}
 
 
-def _print_summary(summary, output):
-    path = os.path.join(output, "summary.json")
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
+def _print_summary(summary, output, strategy=None):
+    from training.strategy import is_chief
+
+    if is_chief(strategy):  # under multi_worker only the chief writes OUTPUT
+        path = os.path.join(output, "summary.json")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(summary, handle, indent=2)
     print(json.dumps({key: value for key, value in summary.items() if key != "history"}))
 
 
@@ -192,9 +226,11 @@ def run_pretrain(args):
     from training.corpus import iter_documents
     from training.pretrain import compile_pretrainer, epoch_plan, new_pretrainer, pretrain
     from training.pretraining_data import pretraining_dataset
-    from training.strategy import global_batch_size, resolve_strategy
+    from training.strategy import DistributionPlan, resolve_strategy
     from training.vocab import train_sentencepiece
 
+    strategy = resolve_strategy(args.strategy)  # first (see run_finetune)
+    _seed_everything(args.seed)
     overrides = dict(args.set)
     reserved = {"seed", "remat", "dtype", "vocabulary_size"} & set(overrides)
     if reserved:
@@ -216,12 +252,18 @@ def run_pretrain(args):
                     yield document
         return read
 
-    strategy = resolve_strategy(args.strategy)
-    batch = global_batch_size(args.batch // strategy.num_replicas_in_sync, strategy)
+    plan = DistributionPlan(strategy, args.batch, args.steps_per_execution)
+    batch = plan.global_batch
     max_predictions = args.max_predictions or max(1, round(args.seq * 0.15))
     data = dict(tokenizer=tokenizer, seq_length=args.seq, batch_size=batch,
                 max_predictions=max_predictions, sop=not args.no_sop, repeat=True)
-    train = pretraining_dataset(documents(False), seed=args.seed, **data)
+
+    def train():
+        # A fresh pipeline: `pretrain` replays one for every iterator Keras opens, from
+        # the current global step, so every process and worker sees the same batches.
+        return pretraining_dataset(documents(False), seed=args.seed, **data)
+
+    train()  # checks the corpus before anything is built
     try:
         held_out = pretraining_dataset(documents(True), seed=args.seed + 1, **data)
     except ValueError:  # a corpus of fewer than 20 documents holds nothing out
@@ -234,13 +276,15 @@ def run_pretrain(args):
                                sentence_order=not args.no_sop, seed=args.seed,
                                **{**overrides, **_runtime_overrides(args)})
         compile_pretrainer(model, _optimizer(args, epochs * steps_per_epoch),
-                           jit_compile=args.xla)
+                           jit_compile=args.xla, steps_per_execution=plan.steps_per_execution)
     summary = pretrain(
         model, train, args.output, epochs * steps_per_epoch, steps_per_epoch=steps_per_epoch,
         eval_dataset=held_out, eval_steps=args.eval_steps, tokenizer=tokenizer,
         tokens_per_batch=batch * args.seq, verbose=0 if args.quiet else "auto",
+        resume=args.resume, checkpoint_every=args.checkpoint_every,
+        run={"global_batch": batch, "seed": args.seed, "seq": args.seq},
     )
-    _print_summary(summary, args.output)
+    _print_summary(summary, args.output, strategy)
     return 0
 
 
@@ -330,8 +374,11 @@ def run_finetune(args):
     from training.finetune import build_task_model, finetune
     from training.strategy import resolve_strategy
 
-    train, evaluation = _task_splits(args)
+    # The strategy first: MultiWorkerMirroredStrategy configures collective ops, which
+    # must happen before TensorFlow runs anything else.
     strategy = resolve_strategy(args.strategy)
+    _seed_everything(args.seed)
+    train, evaluation = _task_splits(args)
     with strategy.scope():
         encoder, preprocessor = load_encoder(args.model, args.seq, vocab=args.vocab,
                                              **_runtime_overrides(args))
@@ -343,9 +390,10 @@ def run_finetune(args):
             lambda total_steps: _optimizer(args, total_steps), epochs=args.epochs,
             batch_size=args.batch, eval_data=evaluation, seed=args.seed,
             max_steps=args.max_steps, verbose=0 if args.quiet else "auto",
-            jit_compile=args.xla,
+            jit_compile=args.xla, resume=args.resume, checkpoint_every=args.checkpoint_every,
+            steps_per_execution=args.steps_per_execution,
         )
-    _print_summary(summary, args.output)
+    _print_summary(summary, args.output, strategy)
     return 0
 
 
@@ -382,10 +430,12 @@ def run_distill(args):
     from training.finetune import predict_task
     from keras_albert.metrics import evaluate_predictions
     from training.pretrain import epoch_plan
-    from training.strategy import resolve_strategy
-    from training.task_data import steps_per_epoch as batches_per_epoch
-    from training.task_data import task_dataset
+    from training.resume import make_checkpoint, resumable_fit, task_stream
+    from training.strategy import (DistributionPlan, remove_worker_dir, resolve_strategy,
+                                   worker_output_dir)
 
+    strategy = resolve_strategy(args.strategy)  # first (see run_finetune)
+    _seed_everything(args.seed)
     train, evaluation = _task_splits(args)
     if train.task == "multilabel":
         raise ValueError("distill supports classification and regression teachers; "
@@ -395,7 +445,7 @@ def run_distill(args):
     tokenizer = tokenizer_from_directory(teacher_file.parent)
     if tokenizer is None:
         raise ValueError(f"No spiece.model or vocab.txt beside {teacher_file}.")
-    strategy = resolve_strategy(args.strategy)
+    plan = DistributionPlan(strategy, args.batch, args.steps_per_execution)
     with strategy.scope():
         teacher = keras.saving.load_model(teacher_file, compile=False)
         if not isinstance(teacher, SequenceClassifier):
@@ -411,35 +461,46 @@ def run_distill(args):
             **_runtime_overrides(args))
         student = SequenceClassifier(student_encoder, **{
             key: value for key, value in teacher.get_config().items()
-            if key in ("num_classes", "dropout", "hidden_dim", "pooling")})
+            if key in ("num_classes", "dropout", "hidden_dim")})
         student.head.set_weights(teacher.head.get_weights())
         distiller = Distiller(teacher, student, temperature=args.temperature,
                               alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm,
                               alpha_cos=args.alpha_cos)
-        dataset = task_dataset(train, preprocessor, batch_size=args.batch, shuffle=True,
-                               seed=args.seed, repeat=args.max_steps is not None)
-        epochs, steps_per_epoch = args.epochs, None
-        total_steps = epochs * batches_per_epoch(dataset)
+        epochs = args.epochs
+        steps_per_epoch = task_stream(train, preprocessor, args.batch,
+                                      seed=args.seed).steps_per_epoch
         if args.max_steps:
             epochs, steps_per_epoch = epoch_plan(args.max_steps, -(-args.max_steps // epochs))
-            total_steps = epochs * steps_per_epoch
-        distiller.compile(optimizer=_optimizer(args, total_steps), jit_compile=args.xla)
-    os.makedirs(args.output, exist_ok=True)
-    write_tokenizer(tokenizer, args.output)
-    distiller.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
-                  callbacks=standard_callbacks(args.output),
-                  verbose=0 if args.quiet else "auto")
+        total_steps = epochs * steps_per_epoch
+        distiller.compile(optimizer=_optimizer(args, total_steps), jit_compile=args.xla,
+                          steps_per_execution=plan.steps_per_execution)
+    work_dir = worker_output_dir(args.output, strategy)
+    os.makedirs(work_dir, exist_ok=True)
+    write_tokenizer(tokenizer, work_dir)
+    checkpoint = make_checkpoint(args.output, args.resume, args.checkpoint_every, run={
+        "global_batch": args.batch, "seed": args.seed, "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps, "train_examples": len(train)})
+
+    def dataset_from_step(step):
+        return plan.prepare(task_stream(train, preprocessor, args.batch, seed=args.seed,
+                                        start_step=step, end_step=total_steps))
+
+    resumable_fit(distiller, dataset_from_step, epochs, steps_per_epoch, checkpoint,
+                  callbacks=standard_callbacks(work_dir, resume=False, strategy=strategy),
+                  shuffle=False, verbose=0 if args.quiet else "auto")
     summary = {"teacher_layers": teacher.encoder.num_layers,
                "student_layers": student_encoder.num_layers,
                "teacher_params": int(teacher.encoder.count_params()),
                "student_params": int(student_encoder.count_params()),
-               "steps": total_steps}
+               "steps": total_steps,
+               "resumed_at_step": checkpoint.start_step if checkpoint else 0}
     if evaluation is not None:
         for name, model in (("teacher", teacher), ("student", student)):
             summary[f"{name}_eval"] = evaluate_predictions(
                 train.task, predict_task(model, evaluation, preprocessor), evaluation.labels)
-    student.save(os.path.join(args.output, "model.keras"))
-    _print_summary(summary, args.output)
+    student.save(os.path.join(work_dir, "model.keras"))
+    remove_worker_dir(work_dir, args.output)
+    _print_summary(summary, args.output, strategy)
     return 0
 
 

@@ -10,7 +10,8 @@ Three pieces:
   the soft-target loss `ce` (T^2 * KL at temperature T), the `hard` loss on the true
   labels (masked-LM or task) and the cosine loss `cos` between last hidden states.
 - `Distiller`: a `keras.Model` that trains a student task model against a frozen teacher
-  task model with plain `model.fit` (also under `tf.distribute.MirroredStrategy` and
+  task model with plain `model.fit` (also under `tf.distribute.MirroredStrategy`,
+  `MultiWorkerMirroredStrategy` through `keras_albert.models.distributed`'s mixin, and
   mixed precision); `distiller.student` is then the trained model, usable alone.
 
 Example (masked-LM distillation of a BERT teacher into a 6-layer student):
@@ -28,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from keras_albert.layers.transformer_stack import TransformerStack
+from keras_albert.models.distributed import MultiWorkerFitMixin
 from keras_albert.models.encoder import Encoder
 from keras_albert.models.tasks import PretrainingModel, SequenceClassifier
 
@@ -484,7 +486,7 @@ def _first(structure, key):
 
 
 @keras.saving.register_keras_serializable(package="keras_albert")
-class Distiller(keras.Model):
+class Distiller(MultiWorkerFitMixin, keras.Model):
     """Trains a student task model to imitate a frozen teacher (DistilBERT's recipe).
 
     The loss of a batch is `alpha_ce * ce + alpha_hard * hard + alpha_cos * cos`

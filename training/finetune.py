@@ -13,6 +13,11 @@ Tasks and what they train:
     model = build_task_model(encoder, "classification", num_classes=2)
     compile_for_task(model, "classification", create_optimizer("adamw", 5e-5, ...))
     model.fit(task_dataset(train, preprocessor, shuffle=True), epochs=3)
+
+`finetune(...)` below is that with a directory, checkpoints and exact resumption
+(`training.resume`): the batches come from `training.resume.task_stream`, whose epoch
+`e` is shuffled by `(seed, e)` alone, so a run killed mid-epoch and started again
+continues with exactly the batches it would have seen.
 """
 
 import json
@@ -26,6 +31,8 @@ from keras_albert.losses import ZLPRLoss
 from keras_albert.metrics import IGNORE_LABEL
 from keras_albert.models.tasks import SequenceClassifier, SpanQuestionAnswerer, TokenClassifier
 from training.callbacks import peak_rss_mib, standard_callbacks
+from training.resume import make_checkpoint, resumable_fit, task_stream
+from training.strategy import DistributionPlan, remove_worker_dir, worker_output_dir
 
 TASKS = ("classification", "regression", "multilabel", "token", "span")
 
@@ -76,9 +83,11 @@ def task_loss_and_metrics(task, num_classes=None):
     return {"start_logits": loss, "end_logits": loss}, accuracy
 
 
-def compile_for_task(model, task, optimizer, num_classes=None, jit_compile=False):
+def compile_for_task(model, task, optimizer, num_classes=None, jit_compile=False,
+                     steps_per_execution=1):
     loss, metrics = task_loss_and_metrics(task, num_classes)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile,
+                  steps_per_execution=steps_per_execution)
     return model
 
 
@@ -108,6 +117,8 @@ def finetune(
     verbose="auto",
     jit_compile=False,
     extra_callbacks=(),
+    checkpoint_every=None,
+    steps_per_execution=1,
 ):
     """Fine-tunes a task model on `train_data` (a `training.task_data.TaskData`).
 
@@ -119,45 +130,65 @@ def finetune(
 
     `optimizer` is a Keras optimizer, or a callable taking the number of training
     steps and returning one (so a schedule ends exactly where training does).
-    `max_steps` caps the steps in all, spread over `epochs`.
+    `max_steps` caps the steps in all, spread over `epochs`. `batch_size` is the global
+    batch (split among the replicas of the model's strategy; see
+    `training.strategy.DistributionPlan`).
+
+    Checkpoints (`output_dir/backup`, at the end of every epoch and every
+    `checkpoint_every` steps) hold the weights, the optimizer state, the step (the
+    data position) and the RNG state; `resume` is `"auto"`/True (continue from a
+    checkpoint if there is one), `"require"`, `"restart"` or False (no checkpoints):
+    see `training.resume.make_checkpoint`. Under `MultiWorkerMirroredStrategy` only the
+    chief writes `output_dir`.
     """
     from keras_albert.metrics import evaluate_predictions
     from training.pretrain import epoch_plan
-    from training.task_data import steps_per_epoch as batches_per_epoch
     from training.task_data import task_dataset
 
     task = train_data.task
-    train = task_dataset(train_data, preprocessor, batch_size=batch_size, shuffle=True,
-                         seed=seed, repeat=max_steps is not None)
-    epoch_batches = batches_per_epoch(train)
-    real_tokens_per_epoch = train.real_tokens_per_epoch
-    steps_per_epoch = None
-    total_steps = epochs * epoch_batches
+    strategy = model.distribute_strategy
+    plan = DistributionPlan(strategy, batch_size, steps_per_execution)
+    sizing = task_stream(train_data, preprocessor, batch_size, seed=seed)
+    epoch_batches = sizing.steps_per_epoch
+    real_tokens_per_epoch = sizing.real_tokens_per_epoch
+    del sizing
+    steps_per_epoch = epoch_batches
     if max_steps is not None:
         epochs, steps_per_epoch = epoch_plan(max_steps, -(-max_steps // epochs))
-        total_steps = epochs * steps_per_epoch
+    total_steps = epochs * steps_per_epoch
     if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
         optimizer = optimizer(total_steps)
-    compile_for_task(model, task, optimizer, train_data.num_classes, jit_compile=jit_compile)
+    compile_for_task(model, task, optimizer, train_data.num_classes, jit_compile=jit_compile,
+                     steps_per_execution=plan.steps_per_execution)
     validation = None
     if eval_data is not None:
-        validation = task_dataset(eval_data, preprocessor, batch_size=2 * batch_size)
-    os.makedirs(output_dir, exist_ok=True)
-    write_tokenizer(preprocessor.tokenizer, output_dir)
+        validation = plan.prepare(task_dataset(eval_data, preprocessor,
+                                               batch_size=2 * batch_size))
+    work_dir = worker_output_dir(output_dir, strategy)
+    os.makedirs(work_dir, exist_ok=True)
+    write_tokenizer(preprocessor.tokenizer, work_dir)
+    checkpoint = make_checkpoint(output_dir, resume, checkpoint_every, run={
+        "global_batch": batch_size, "seed": seed, "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps, "train_examples": len(train_data)})
+
+    def dataset_from_step(step):
+        return plan.prepare(task_stream(train_data, preprocessor, batch_size, seed=seed,
+                                        start_step=step, end_step=total_steps))
+
     start = time.perf_counter()
-    history = model.fit(
-        train,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
+    history = resumable_fit(
+        model, dataset_from_step, epochs, steps_per_epoch, checkpoint,
+        callbacks=standard_callbacks(work_dir, resume=False, strategy=strategy)
+        + list(extra_callbacks),
         validation_data=validation,
-        callbacks=standard_callbacks(output_dir, resume=resume) + list(extra_callbacks),
         verbose=verbose,
-        shuffle=False,  # the dataset shuffles itself
+        shuffle=False,  # the stream shuffles itself
     )
     seconds = time.perf_counter() - start
-    # Real (non-padding) tokens per second over the whole fit (tracing and the
+    trained_steps = total_steps - (checkpoint.start_step if checkpoint else 0)
+    # Real (non-padding) tokens per second over this process's fit (tracing and the
     # per-epoch validation included, so a lower bound).
-    real_tokens = real_tokens_per_epoch * total_steps / epoch_batches
+    real_tokens = real_tokens_per_epoch * trained_steps / epoch_batches
     summary = {
         "task": task,
         # What an export needs to rebuild the serving contract (`keras-albert export`).
@@ -167,16 +198,19 @@ def finetune(
         "train_examples": len(train_data),
         "epochs": epochs,
         "steps": total_steps,
+        "resumed_at_step": checkpoint.start_step if checkpoint else 0,
+        "replicas": plan.num_replicas,
         "train_seconds": round(seconds, 1),
-        "real_tokens_per_second": round(real_tokens / seconds, 1),
+        "real_tokens_per_second": round(real_tokens / seconds, 1) if seconds else None,
         "peak_rss_mib": round(peak_rss_mib(), 1),
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "history": {key: [float(v) for v in values] for key, values in history.items()},
     }
     if eval_data is not None:
         logits = predict_task(model, eval_data, preprocessor)
         summary["eval"] = evaluate_predictions(task, logits, eval_data.labels)
         summary["eval_examples"] = len(eval_data)
-    model.save(os.path.join(output_dir, "model.keras"))
-    with open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as handle:
+    model.save(os.path.join(work_dir, "model.keras"))
+    with open(os.path.join(work_dir, "summary.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
+    remove_worker_dir(work_dir, output_dir)
     return summary

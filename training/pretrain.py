@@ -11,8 +11,9 @@ and `sop_logits_accuracy`.
     compile_pretrainer(model, create_optimizer("adafactor", None))
     model.fit(pretraining_dataset(documents, tokenizer), steps_per_epoch=1000, epochs=10)
 
-`pretrain(...)` below is that with a directory: checkpoints for `--resume`,
-TensorBoard logs, the saved model and tokenizer, and a JSON summary.
+`pretrain(...)` below is that with a directory: checkpoints for exact resumption
+(`training.resume`), TensorBoard logs, the saved model and tokenizer, and a JSON
+summary.
 """
 
 import json
@@ -24,6 +25,8 @@ import keras
 from keras_albert.conversion.huggingface import write_tokenizer
 from keras_albert.models.tasks import PretrainingModel
 from training.callbacks import Throughput, peak_rss_mib, standard_callbacks
+from training.resume import make_checkpoint, replayable, resumable_fit
+from training.strategy import prepare_dataset, remove_worker_dir, worker_output_dir
 
 MLM_ACCURACY = "mlm_logits_accuracy"
 SOP_ACCURACY = "sop_logits_accuracy"
@@ -35,7 +38,7 @@ def _sparse_loss():
     )
 
 
-def compile_pretrainer(model, optimizer, jit_compile=False):
+def compile_pretrainer(model, optimizer, jit_compile=False, steps_per_execution=1):
     """Compiles a `PretrainingModel` with masked-LM (+ SOP) losses and accuracies.
 
     Both losses are means over the weighted entries: padded masked positions
@@ -47,7 +50,8 @@ def compile_pretrainer(model, optimizer, jit_compile=False):
         losses["sop_logits"] = _sparse_loss()
         metrics["sop_logits"] = [keras.metrics.SparseCategoricalAccuracy("accuracy")]
     model.compile(
-        optimizer=optimizer, loss=losses, weighted_metrics=metrics, jit_compile=jit_compile
+        optimizer=optimizer, loss=losses, weighted_metrics=metrics, jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
     )
     return model
 
@@ -117,52 +121,81 @@ def pretrain(
     resume=True,
     verbose="auto",
     extra_callbacks=(),
+    checkpoint_every=None,
+    run=None,
 ):
     """Trains a compiled `PretrainingModel` for `steps` steps and saves it in `output_dir`.
 
-    Writes `output_dir/logs` (TensorBoard), `output_dir/backup` (removed after a
-    successful run; a killed run restarted with the same arguments resumes from
-    its last completed epoch), `pretrainer.keras`, the tokenizer's vocabulary and
-    `summary.json` (accuracies before and after, tokens/s, peak memory).
-    Returns the summary dict.
+    `train_dataset` is a dataset, or better a zero-argument callable returning a fresh
+    one (e.g. `lambda: pretraining_dataset(...)`): every iterator Keras opens then
+    replays a new pipeline from the current global step (`training.resume.replayable`),
+    so a resumed run trains on exactly the batches an uninterrupted one would have.
+    A dataset object is skipped in place instead, which is exact only if its order
+    does not depend on earlier iterators: `pretraining_dataset`'s corpus epochs and
+    shuffle advance with every iterator opened on the object, including the one
+    Keras's `fit` opens under a strategy to build the model.
+
+    Writes `output_dir/logs` (TensorBoard), `output_dir/backup` (checkpoints at the end
+    of every epoch and every `checkpoint_every` steps, with the optimizer state, the
+    step and the RNG state; removed after a successful run; see
+    `training.resume.make_checkpoint` for `resume`), `pretrainer.keras`, the
+    tokenizer's vocabulary and `summary.json` (accuracies before and after, tokens/s,
+    peak memory). `run` (a dict of settings) guards the checkpoint against being
+    resumed by a run with other settings. Under `MultiWorkerMirroredStrategy` only
+    the chief writes `output_dir`. Returns the summary dict.
     """
-    os.makedirs(output_dir, exist_ok=True)
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+    work_dir = worker_output_dir(output_dir, strategy)
+    os.makedirs(work_dir, exist_ok=True)
     if tokenizer is not None:  # first: a resumed run finds the vocabulary it trained with
-        write_tokenizer(tokenizer, output_dir)
+        write_tokenizer(tokenizer, work_dir)
     epochs, steps_per_epoch = epoch_plan(steps, steps_per_epoch)
     if eval_dataset is not None:
         # The same held-out batches (same masks) before and after training.
         eval_dataset = fixed_batches(eval_dataset, eval_steps)
     before = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
     throughput = Throughput(tokens_per_batch or 0)
+    checkpoint = make_checkpoint(output_dir, resume, checkpoint_every, run={
+        "steps": int(epochs * steps_per_epoch), "steps_per_epoch": int(steps_per_epoch),
+        **(run or {})})
+
+    def dataset_from_step(step):
+        if isinstance(train_dataset, tf.data.Dataset):
+            dataset = train_dataset.skip(step) if step else train_dataset
+        else:
+            dataset = replayable(train_dataset, step)
+        return prepare_dataset(matching_outputs(dataset, model), strategy)
+
     # Throughput first: callbacks share one logs dict in order, so TensorBoard then
     # records tokens/s too.
-    callbacks = [throughput] + standard_callbacks(output_dir, resume=resume) + list(
-        extra_callbacks)
+    callbacks = [throughput] + standard_callbacks(work_dir, resume=False, strategy=strategy) \
+        + list(extra_callbacks)
     start = time.perf_counter()
-    history = model.fit(
-        matching_outputs(train_dataset, model),
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
+    history = resumable_fit(
+        model, dataset_from_step, epochs, steps_per_epoch, checkpoint,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself
     )
     seconds = time.perf_counter() - start
     after = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
-    model.save(os.path.join(output_dir, "pretrainer.keras"))
+    model.save(os.path.join(work_dir, "pretrainer.keras"))
     summary = {
         "params": int(model.encoder.count_params()),
         "steps": int(epochs * steps_per_epoch),
+        "resumed_at_step": checkpoint.start_step if checkpoint else 0,
         "train_seconds": round(seconds, 1),
         "tokens_per_second": round(throughput.tokens_per_second, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "before": before,
         "after": after,
-        "history": {key: [float(v) for v in values] for key, values in history.history.items()},
+        "history": {key: [float(v) for v in values] for key, values in history.items()},
     }
-    with open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as handle:
+    with open(os.path.join(work_dir, "summary.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
+    remove_worker_dir(work_dir, output_dir)
     return summary
 
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from keras_albert.heads.classification import ClassificationHead, SpanHead
 from keras_albert.heads.masked_lm import MaskedLMHead
+from keras_albert.models.distributed import MultiWorkerFitMixin
 
 
 def _encoder_inputs(encoder, extra_dims=()):
@@ -18,8 +19,11 @@ def _encoder_inputs(encoder, extra_dims=()):
     return {key: keras.Input(shape=shape, dtype="int32", name=key) for key in encoder.input_keys}
 
 
-class EncoderTask(keras.Model):
-    """Base class: keeps the encoder and the task arguments for `get_config`."""
+class EncoderTask(MultiWorkerFitMixin, keras.Model):
+    """Base class: keeps the encoder and the task arguments for `get_config`.
+
+    `MultiWorkerFitMixin` lets every task train with `fit` under
+    `MultiWorkerMirroredStrategy` (see `keras_albert.models.distributed`)."""
 
     def __init__(self, encoder, inputs, outputs, task_config, **kwargs):
         # The task computes in the encoder's dtype policy; with "mixed_float16",

@@ -1,0 +1,438 @@
+"""Exact resumption of a killed training run, also under `MultiWorkerMirroredStrategy`.
+
+A run is a sequence of global steps `0 .. total_steps - 1`; step `s` trains on batch
+`s` of a deterministic input stream. A checkpoint holds everything step `s` depends
+on:
+
+- the model's weights and the optimizer's state (Adam / AdaFactor slots, the step
+  counter that drives the learning-rate schedule, gradient-accumulation buffers,
+  the loss scale), written with `model.save_weights`;
+- the global step, which is the data position: the input pipeline is rebuilt and
+  skips the batches already consumed (`dataset_from_step(step)`);
+- the random state of the model's layers (the `SeedGenerator` states that dropout
+  draws from), which `save_weights` leaves out.
+
+`ChiefBackupAndRestore` writes checkpoints (every `save_freq` steps and/or at the end
+of each epoch) and restores the latest one when training begins, as Keras's
+`BackupAndRestore` does; unlike it, only the chief writes the shared directory under
+`MultiWorkerMirroredStrategy` (the other workers save into a scratch directory, so
+that every worker runs the same saving code, and delete it), and every worker
+restores from the shared directory. `resumable_fit` drives `model.fit` so that a run
+restored mid-epoch trains only the rest of that epoch, then the remaining epochs, on
+exactly the batches an uninterrupted run would have used.
+
+For the data position to mean anything the stream must not depend on how often a
+dataset object was iterated before. `tf.data`'s `shuffle(reshuffle_each_iteration=True)`
+draws each iteration's order from a generator shared by the dataset object (measured
+here: a second iterator of the same object, e.g. the one Keras's `fit` opens to build
+the model under a strategy, shifts every later epoch's order), so `task_stream` makes
+epoch `e`'s order from `numpy.random.default_rng([seed, e])` alone, and every `fit`
+call gets a fresh dataset from `dataset_from_step`.
+
+Checkpoint layout (`backup_dir`): `ckpt-<step>/model.weights.h5`,
+`ckpt-<step>/state.json` (step, epoch, RNG states, the optimizer's variables, the
+run's settings) and `latest` (the name of the newest complete checkpoint, replaced
+atomically after the checkpoint directory was renamed into place): a kill at any
+moment leaves the previous checkpoint readable.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+__all__ = [
+    "ChiefBackupAndRestore",
+    "make_checkpoint",
+    "read_checkpoint",
+    "replayable",
+    "resumable_fit",
+    "task_stream",
+]
+
+_LATEST = "latest"
+_STATE = "state.json"
+_WEIGHTS = "model.weights.h5"
+
+
+# === Checkpoint files ===
+
+
+def read_checkpoint(backup_dir):
+    """The state of the newest complete checkpoint in `backup_dir` (a dict with
+    `step`, `epoch`, `rng`, `run` and `path`), or None when there is none."""
+    latest = os.path.join(backup_dir, _LATEST)
+    if not os.path.isfile(latest):
+        return None
+    with open(latest, encoding="utf-8") as handle:
+        name = handle.read().strip()
+    path = os.path.join(backup_dir, name)
+    with open(os.path.join(path, _STATE), encoding="utf-8") as handle:
+        state = json.load(handle)
+    state["path"] = path
+    return state
+
+
+def _write_text_atomically(path, text):
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def _seed_state_variables(model):
+    """The `SeedGenerator` state variables of every layer (dropout's random state)."""
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def _optimizer_of(model):
+    optimizer = getattr(model, "optimizer", None)
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def _optimizer_variable_indices(model):
+    """Positions in `model.trainable_variables` of the variables the optimizer was
+    built for (a `Distiller` builds it for the student variables that get gradients),
+    so a resumed run builds it for the same ones before loading its slots."""
+    optimizer = _optimizer_of(model)
+    built_for = getattr(optimizer, "_trainable_variables", None)
+    if not getattr(optimizer, "built", False) or built_for is None:
+        return None
+    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    indices = [position.get(id(v)) for v in built_for]
+    return None if None in indices else indices
+
+
+class ChiefBackupAndRestore(keras.callbacks.Callback):
+    """`keras.callbacks.BackupAndRestore` with the optimizer state, the step, the data
+    position and the RNG state, exact mid-epoch resumption (with `resumable_fit`) and
+    chief-only writes under `MultiWorkerMirroredStrategy`.
+
+    Args:
+        backup_dir: the shared checkpoint directory (one per run).
+        save_freq: `"epoch"` (at the end of every epoch) or an int: every that many
+            global steps (and at the end of every epoch).
+        delete_checkpoint: delete `backup_dir` once training has completed.
+        run: a JSON-able dict of the run's settings that the data position depends on
+            (global batch, seed, steps per epoch ...). A checkpoint written with
+            other settings is refused instead of being resumed at a wrong position.
+        restore: False to start over: an existing checkpoint is ignored (and deleted
+            by the chief when training begins).
+
+    `start_step` is the step training resumes at (0 without a checkpoint): build the
+    input pipeline from there. In a plain `model.fit` (without `resumable_fit`) the
+    callback behaves like Keras's: training restarts at the beginning of the epoch
+    the checkpoint was written in.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True, run=None,
+                 restore=True):
+        super().__init__()
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or
+                                     not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"save_freq must be 'epoch' or an int >= 1; got {save_freq!r}.")
+        self.backup_dir = os.path.abspath(backup_dir)
+        self.save_freq = save_freq
+        self.delete_checkpoint = delete_checkpoint
+        self.run = json.loads(json.dumps(run or {}))
+        # restore=False: start over; the chief clears the directory when training begins.
+        self.state = read_checkpoint(self.backup_dir) if restore else None
+        self._clear = not restore
+        if self.state is not None and self.run and self.state.get("run") != self.run:
+            raise ValueError(
+                f"The checkpoint in {self.backup_dir} was written by a run with other "
+                f"settings ({self.state.get('run')}; now {self.run}): its data position "
+                "does not apply. Start over (delete the directory or pass --no-resume) "
+                "or run with the same settings.")
+        self.start_step = int(self.state["step"]) if self.state else 0
+        self.step = self.start_step
+        self.epoch = int(self.state["epoch"]) if self.state else 0
+        self.total_steps = None  # set by `resumable_fit`
+        self.driven = False  # True under `resumable_fit`: exact mid-epoch resumption
+        self._restored = self.state is None
+        self._epoch_start = self.step
+        self._last_saved = self.step
+
+    # --- restore ---
+
+    def restore(self):
+        """Loads the checkpoint into the model (weights, optimizer, RNG state)."""
+        if self._restored:
+            return
+        model, state = self.model, self.state
+        optimizer = model.optimizer
+        if optimizer is not None and not optimizer.built:
+            variables = model.trainable_variables
+            indices = state.get("optimizer_variables")
+            if indices is not None:
+                variables = [variables[i] for i in indices]
+            with model.distribute_strategy.scope():
+                optimizer.build(variables)
+        model.load_weights(os.path.join(state["path"], _WEIGHTS))
+        seeds = _seed_state_variables(model)
+        saved = state.get("rng", [])
+        if len(saved) != len(seeds):
+            raise ValueError(f"The checkpoint has {len(saved)} random states; the model "
+                             f"has {len(seeds)} SeedGenerators.")
+        for variable, value in zip(seeds, saved):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+        self._restored = True
+
+    def on_train_begin(self, logs=None):
+        if self._clear:
+            from training.strategy import is_chief
+
+            self._clear = False
+            if is_chief(self.model.distribute_strategy):
+                shutil.rmtree(self.backup_dir, ignore_errors=True)
+        if self._restored:
+            return
+        self.restore()
+        if not self.driven:
+            # Keras's BackupAndRestore semantics: start the checkpoint's epoch over.
+            self.model._initial_epoch = self.epoch
+            self.step = self._last_saved = self.epoch * int(self.params.get("steps") or 0)
+
+    # --- save ---
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step = self._epoch_start + batch + 1
+        if self.save_freq != "epoch" and (
+                self.step // self.save_freq > self._last_saved // self.save_freq):
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch = epoch + 1
+        self._save()
+
+    def _save(self):
+        from training.strategy import worker_role
+
+        if self.step == self._last_saved:  # saved at this step already (or restored)
+            return
+        _, _, chief = worker_role(self.model.distribute_strategy)
+        # Every worker runs the same saving code; only the chief's files are kept.
+        root = self.backup_dir if chief else tempfile.mkdtemp(prefix="keras_albert_backup_")
+        os.makedirs(root, exist_ok=True)
+        name = f"ckpt-{self.step:09d}"
+        temporary = os.path.join(root, f".tmp-{name}-{os.getpid()}")
+        shutil.rmtree(temporary, ignore_errors=True)
+        os.makedirs(temporary)
+        self.model.save_weights(os.path.join(temporary, _WEIGHTS))
+        state = {
+            "format": 1,
+            "step": self.step,
+            "epoch": self.epoch,
+            "rng": [np.asarray(v.numpy()).tolist() for v in _seed_state_variables(self.model)],
+            "optimizer_variables": _optimizer_variable_indices(self.model),
+            "run": self.run,
+        }
+        with open(os.path.join(temporary, _STATE), "w", encoding="utf-8") as handle:
+            json.dump(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        final = os.path.join(root, name)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(temporary, final)
+        _write_text_atomically(os.path.join(root, _LATEST), name)
+        for entry in os.listdir(root):  # older checkpoints and interrupted writes
+            if entry != name and (entry.startswith("ckpt-") or entry.startswith(".tmp-")):
+                shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+        if not chief:
+            shutil.rmtree(root, ignore_errors=True)
+        self._last_saved = self.step
+
+    def on_train_end(self, logs=None):
+        # Completed (or stopped early by a callback, as Keras's BackupAndRestore
+        # treats it); not after the partial first epoch of a resumed run.
+        finished = (self.total_steps is None or self.step >= self.total_steps
+                    or self.model.stop_training)
+        if self.delete_checkpoint and finished:
+            self.delete()
+
+    def delete(self):
+        """Removes the checkpoint directory (on the chief only)."""
+        from training.strategy import worker_role
+
+        if self.model is None or worker_role(self.model.distribute_strategy)[2]:
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+
+RESUME_MODES = ("auto", "require", "restart")
+
+
+def make_checkpoint(output_dir, resume="auto", save_freq=None, run=None):
+    """The checkpoint callback of a pipeline writing to `output_dir` (`output_dir/backup`).
+
+    `resume`: `"auto"` or True (continue from a checkpoint if there is one: Keras's
+    `BackupAndRestore` semantics), `"require"` (continue; fail if there is no
+    checkpoint), `"restart"` (start over, discarding any checkpoint) or False / None
+    (no checkpoints). `save_freq`: checkpoint every that many steps (None: at the end
+    of every epoch).
+    """
+    if resume is None or resume is False:
+        return None
+    if resume is True:
+        resume = "auto"
+    if resume not in RESUME_MODES:
+        raise ValueError(f"resume must be one of {RESUME_MODES}, True or False; got "
+                         f"{resume!r}.")
+    backup_dir = os.path.join(output_dir, "backup")
+    checkpoint = ChiefBackupAndRestore(backup_dir, save_freq=save_freq or "epoch", run=run,
+                                       restore=resume != "restart")
+    if resume == "require" and checkpoint.state is None:
+        raise FileNotFoundError(
+            f"--resume: there is no checkpoint in {backup_dir} to continue from (none was "
+            "written yet, or the run completed and removed it). Run without --resume "
+            "to start.")
+    return checkpoint
+
+
+# === Driving fit ===
+
+
+def resumable_fit(model, dataset_from_step, epochs, steps_per_epoch, checkpoint=None,
+                  callbacks=(), **fit_kwargs):
+    """`model.fit` for `epochs` epochs of `steps_per_epoch` steps that resumes exactly.
+
+    Args:
+        model: a compiled model.
+        dataset_from_step: `step -> dataset` giving the training batches from global
+            step `step` on (a fresh dataset object each call; see `task_stream`).
+        checkpoint: a `ChiefBackupAndRestore` or None (no checkpoints).
+        callbacks: other callbacks; `fit_kwargs` go to `fit` (validation_data,
+            verbose ...).
+
+    Restored at step `s = e * steps_per_epoch + b` with `b > 0`, it first fits the
+    rest of epoch `e` (`steps_per_epoch - b` steps, then epoch `e`'s validation and
+    checkpoint), then epochs `e + 1 ..` as usual. Returns the merged history dict.
+    """
+    if steps_per_epoch is None or steps_per_epoch < 1:
+        raise ValueError(f"resumable_fit needs steps_per_epoch >= 1; got {steps_per_epoch}.")
+    total = epochs * steps_per_epoch
+    start = 0
+    callbacks = list(callbacks)
+    if checkpoint is not None:
+        checkpoint.driven = True
+        checkpoint.total_steps = total
+        start = checkpoint.start_step
+        callbacks.append(checkpoint)
+    if start > total:
+        raise ValueError(f"The checkpoint is at step {start}, past this run's {total} steps.")
+    epoch, offset = divmod(start, steps_per_epoch)
+    runs = []
+    if offset:
+        runs.append((epoch, epoch + 1, steps_per_epoch - offset))
+        epoch += 1
+    if epoch < epochs:
+        runs.append((epoch, epochs, steps_per_epoch))
+    if not runs and checkpoint is not None:
+        # Killed after the last step but before the end of the run: nothing to train.
+        checkpoint.set_model(model)
+        checkpoint.restore()
+        if checkpoint.delete_checkpoint:
+            checkpoint.delete()
+    history = {}
+    step = start
+    for first, last, steps in runs:
+        model._initial_epoch = None
+        result = model.fit(dataset_from_step(step), initial_epoch=first, epochs=last,
+                           steps_per_epoch=steps, callbacks=callbacks, **fit_kwargs)
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(values)
+        step += (last - first) * steps
+        if model.stop_training:
+            break
+    return history
+
+
+# === Replayable streams ===
+
+
+def replayable(make_dataset, start_step=0):
+    """A dataset whose every iterator replays a fresh `make_dataset()` from batch
+    `start_step` on.
+
+    For pipelines whose order depends on how often the dataset *object* was iterated
+    (`pretraining_dataset`: its corpus epochs and its shuffle advance with every
+    iterator opened on it; `shuffle(reshuffle_each_iteration=True)` in general). Keras's
+    `fit` opens an extra iterator under a strategy (to build the model from one batch)
+    whose read-ahead would otherwise shift the stream by a timing-dependent amount.
+    Each iterator here calls `make_dataset()` anew (from a `tf.data` generator), so
+    every iterator sees the same batches.
+    """
+    import tensorflow as tf
+
+    spec = make_dataset().element_spec
+
+    def generate():
+        dataset = make_dataset()
+        if start_step:
+            dataset = dataset.skip(start_step)
+        yield from dataset.as_numpy_iterator()
+
+    return tf.data.Dataset.from_generator(generate, output_signature=spec)
+
+
+# === A deterministic, resumable task-data stream ===
+
+
+def task_stream(data, preprocessor, batch_size, seed=0, start_step=0, end_step=None,
+                **dataset_kwargs):
+    """Shuffled, length-bucketed batches of a `TaskData`, epoch after epoch, from
+    global step `start_step` to `end_step`.
+
+    Epoch `e` is `task_dataset(data.subset(p_e), shuffle=False)` with `p_e =
+    numpy.random.default_rng([seed, e]).permutation(len(data))`: the batches
+    `task_dataset(..., shuffle=True)` would form from that order (the same buckets,
+    padding and batch composition rules), but the order depends on `(seed, e)` only,
+    never on how often a dataset was iterated before. Batch `s` of the stream is
+    therefore the same in every process, and a stream built from `start_step` is the
+    tail of the one built from 0 (each epoch still holds every example exactly once).
+
+    The dataset has `steps_per_epoch` (batches per epoch) and `real_tokens_per_epoch`
+    attributes, like `task_dataset`'s. `dataset_kwargs` go to `task_dataset`
+    (`bucket_boundaries`, `max_shapes`, `drop_remainder`).
+    """
+    from training.task_data import steps_per_epoch as batches_in
+    from training.task_data import task_dataset
+
+    for key in ("shuffle", "repeat", "sort_by_length", "return_order"):
+        if key in dataset_kwargs:
+            raise TypeError(f"task_stream sets {key!r} itself.")
+
+    def epoch_dataset(epoch):
+        order = np.random.default_rng([int(seed) % 2**63, int(epoch)]).permutation(len(data))
+        return task_dataset(data.subset(order), preprocessor, batch_size=batch_size,
+                            shuffle=False, **dataset_kwargs)
+
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0; got {start_step}.")
+    datasets = {0: epoch_dataset(0)}
+    probe = datasets[0]
+    per_epoch = batches_in(probe)  # the same for every epoch's order
+    if end_step is None:
+        end_step = start_step + per_epoch
+    if end_step < start_step:
+        raise ValueError(f"end_step ({end_step}) is before start_step ({start_step}).")
+    first_epoch, offset = divmod(start_step, per_epoch)
+    last_epoch = max(first_epoch, -(-end_step // per_epoch) - 1)
+    stream = None
+    for epoch in range(first_epoch, last_epoch + 1):
+        dataset = datasets[epoch] if epoch in datasets else epoch_dataset(epoch)
+        if epoch == first_epoch and offset:
+            dataset = dataset.skip(offset)
+        stream = dataset if stream is None else stream.concatenate(dataset)
+    stream = stream.take(end_step - start_step)
+    stream.steps_per_epoch = per_epoch
+    stream.real_tokens_per_epoch = probe.real_tokens_per_epoch
+    stream.bucket_boundaries = probe.bucket_boundaries
+    return stream
