@@ -390,6 +390,6 @@ def test_standard_callbacks_keep_keras_backup_and_restore_semantics(tmp_path):
     assert len(history.history["loss"]) == 1  # epochs 0 and 1 were done: only epoch 2
     assert int(resumed.optimizer.iterations) == 12
     difference = _max_difference(reference.get_weights(), resumed.get_weights())
-    print(f"AdaFactor pretraining resumed at step 6 of 12: max |difference| {difference:.3g}")
+    print(f"plain fit resumed at the start of epoch 2 of 3: max |difference| {difference:.3g}")
     assert difference <= 1e-6
     assert not (tmp_path / "backup").exists()
