@@ -8,9 +8,8 @@ process. Logical devices share the process's thread pools and the machine's two
 cores, so this is not scaling in the usual sense: it weighs what replication costs
 (per-replica launches, the gradient all-reduce) against the extra parallelism of
 running two half-size batches side by side, which one device's ops, too small to keep
-both cores busy, do not get (measured here on an idle machine, 2026-11-23: 1.07x for
-the L2 H64 model, 1.21x for L4 H256). Real data parallelism needs devices with cores
-of their own (several GPUs, several workers).
+both cores busy, do not get (results and the machine: `docs/benchmarks.md`). Real
+data parallelism needs devices with cores of their own (several GPUs, several workers).
 
     python benchmarks/replicas.py            # markdown table on stdout
     python benchmarks/replicas.py --steps 20 --batch 64 --seq 128
