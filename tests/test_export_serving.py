@@ -78,6 +78,9 @@ for name, spec in job["exports"].items():
     short = dict(ids)
     short["input_mask"] = ids["input_mask"][:, :3]
     out[f"{name}/error/mismatched_ids"] = np.array(error_of(lambda: ids_fn(**short)))
+    if spec["pairs"]:
+        uneven = {"text_a": texts["text_a"], "text_b": texts["text_b"][:-1]}
+        out[f"{name}/error/uneven_pairs"] = np.array(error_of(lambda: text_fn(**uneven)))
     empty = {k: tf.constant([], tf.string) for k in texts}
     for key, value in text_fn(**empty).items():
         out[f"{name}/empty/{key}"] = np.array(value.shape.as_list())
@@ -230,6 +233,8 @@ def test_pairs_and_mixed_precision_serve_float32(tmp_path, wordpiece, data_dir):
                                np.asarray(model(features), "float32"), atol=2e-2)
     np.testing.assert_allclose(served["pairs/ids/logits"], served["pairs/text/logits"],
                                atol=1e-6)
+    assert "text_a and text_b must hold the same number of texts" in str(
+        served["pairs/error/uneven_pairs"])
     replayed = json.loads(str(served["pairs/warmup"]))
     assert [(keys, batch) for keys, batch, _ in replayed] == [
         (["text_a", "text_b"], 1), (["text_a", "text_b"], 1)]

@@ -215,6 +215,13 @@ def export_saved_model(model, export_dir, preprocessor, pairs=False, task=None,
     if pairs:
         @tf.function(input_signature=[text, text])
         def serve_text(text_a, text_b):
+            # One text_b per text_a; without this check the mismatch surfaces deep in
+            # the packer as "Incompatible shapes".
+            check = tf.debugging.assert_equal(
+                tf.shape(text_a), tf.shape(text_b),
+                message="text_a and text_b must hold the same number of texts")
+            with tf.control_dependencies([check]):
+                text_a = tf.identity(text_a)
             return module.run(module.preprocessor((text_a, text_b)))
     else:
         @tf.function(input_signature=[text])
