@@ -35,7 +35,9 @@ setup(
         "tests": ["pytest>=8", "torch==2.13.0", "transformers>=5,<6", "scipy",
                   "scikit-learn", "tensorflow-datasets",
                   # TF-Hub-style reuse tests: hub.KerasLayer inside a tf_keras model.
-                  "tensorflow-hub", "tf-keras>=2.21,<2.22", "setuptools<81"],
+                  "tensorflow-hub", "tf-keras>=2.21,<2.22", "setuptools<81",
+                  # The memory guide's plot (benchmarks/memory_guide.py).
+                  "matplotlib"],
         # tensorflow-hub 0.16 imports pkg_resources, which setuptools >= 81 dropped.
         "hub": ["tensorflow-hub", "tf-keras>=2.21,<2.22", "setuptools<81"],
         "tfds": ["tensorflow-datasets"],
