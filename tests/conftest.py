@@ -46,3 +46,29 @@ def read_tsv_column(path, column, limit=None):
             if limit is not None and len(rows) >= limit:
                 break
     return rows
+
+
+def subprocess_env(**extra):
+    """The environment for a child Python process that imports this repository:
+    TensorFlow backend, quiet logs, the repository on PYTHONPATH, no inherited
+    TF_CONFIG (so a child is one worker only when a test says so), then `extra`."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
+               PYTHONPATH=str(REPO_ROOT))
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def free_ports(count):
+    """`count` distinct free TCP ports on 127.0.0.1 (all bound at once, so distinct)."""
+    import socket
+
+    sockets = []
+    for _ in range(count):
+        handle = socket.socket()
+        handle.bind(("127.0.0.1", 0))
+        sockets.append(handle)
+    ports = [handle.getsockname()[1] for handle in sockets]
+    for handle in sockets:
+        handle.close()
+    return ports

@@ -17,13 +17,14 @@ process measures as a negative control.
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+
+from conftest import free_ports, subprocess_env
 
 ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 KINDS = ("classifier", "pretrainer", "distiller")
@@ -177,26 +178,6 @@ print("done")
 '''.replace("ROOT", repr(ROOT)).replace("KINDS", repr(KINDS))
 
 
-def _free_ports(count):
-    sockets = []
-    for _ in range(count):
-        handle = socket.socket()
-        handle.bind(("127.0.0.1", 0))
-        sockets.append(handle)
-    ports = [handle.getsockname()[1] for handle in sockets]
-    for handle in sockets:
-        handle.close()
-    return ports
-
-
-def _env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
-               PYTHONPATH=ROOT)
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
-
-
 def _weights(path):
     with np.load(path) as saved:
         count = len([key for key in saved.files if key.startswith("w")])
@@ -214,14 +195,14 @@ def _max_difference(a, b):
 
 
 def _start_workers(out, count=2):
-    ports = _free_ports(count)
+    ports = free_ports(count)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     processes = []
     for index in range(count):
         config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
-            [sys.executable, "-c", _SCRIPT, "worker", str(out)], env=_env(TF_CONFIG=config),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT))
+            [sys.executable, "-c", _SCRIPT, "worker", str(out)],
+            env=subprocess_env(TF_CONFIG=config), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT))
     return processes
 
 
@@ -246,7 +227,7 @@ def results(tmp_path_factory):
     workers at the same time; returns the output folder."""
     out = tmp_path_factory.mktemp("distributed")
     reference = subprocess.Popen([sys.executable, "-c", _SCRIPT, "reference", str(out)],
-                                 env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True, cwd=ROOT)
     workers = _start_workers(out)
     outputs = _wait([reference] + workers, timeout=900)
@@ -314,7 +295,7 @@ def test_steps_per_execution_is_refused_where_keras_fails():
                "cpu = tf.config.list_physical_devices('CPU')[0]\n"
                "tf.config.set_logical_device_configuration(cpu, "
                "[tf.config.LogicalDeviceConfiguration()] * 2)\n")
-    done = subprocess.run([sys.executable, "-c", prelude + code], env=_env(),
+    done = subprocess.run([sys.executable, "-c", prelude + code], env=subprocess_env(),
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")

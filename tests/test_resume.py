@@ -19,10 +19,8 @@ again with `--resume` ends with the weights of an uninterrupted run.
 """
 
 import json
-import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,15 +31,9 @@ import pytest
 
 import keras_albert  # noqa: F401  (registers the task models for load_model)
 
+from conftest import free_ports, subprocess_env
+
 ROOT = str(pathlib.Path(__file__).resolve().parents[1])
-
-
-def _env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
-               PYTHONPATH=ROOT)
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +60,7 @@ def _finetune_args(train, vocab, output, *extra, epochs=3):
 
 def _start(args, **env):
     return subprocess.Popen([sys.executable, "-m", "keras_albert.cli", *args],
-                            env=_env(**env), cwd=ROOT, stdout=subprocess.PIPE,
+                            env=subprocess_env(**env), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -121,18 +113,20 @@ def _max_difference(a, b):
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b))
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for handle in sockets:
-        handle.bind(("127.0.0.1", 0))
-    ports = [handle.getsockname()[1] for handle in sockets]
-    for handle in sockets:
-        handle.close()
-    return ports
+def _assert_resumed_to_the_reference_weights(reference_dir, killed_dir, step, resumed):
+    """The resumed run's model equals the uninterrupted one's (<= 1e-6), and the
+    checkpoint directory was removed once the run completed."""
+    difference = _max_difference(_weights(reference_dir / "model.keras"),
+                                 _weights(killed_dir / "model.keras"))
+    print(f"killed after the checkpoint of step {step}, resumed at "
+          f"{resumed['resumed_at_step']} of {resumed['steps']}: max |difference| "
+          f"{difference:.3g}")
+    assert difference <= 1e-6, difference
+    assert not (killed_dir / "backup").exists()
 
 
 def _tf_configs(count=2):
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(count)]}
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(count)]}
     return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
             for index in range(count)]
 
@@ -197,20 +191,14 @@ def test_finetune_killed_mid_epoch_resumes_to_the_same_weights(sst2_rows, vocab,
     assert resumed["resumed_at_step"] >= step
     assert resumed["resumed_at_step"] % (summary["steps"] // 3)  # mid-epoch
     assert resumed["steps"] == summary["steps"]
-    difference = _max_difference(_weights(reference_dir / "model.keras"),
-                                 _weights(killed_dir / "model.keras"))
-    print(f"killed after the checkpoint of step {step}, resumed at "
-          f"{resumed['resumed_at_step']} of {resumed['steps']}: max |difference| "
-          f"{difference:.3g}")
-    assert difference <= 1e-6, difference
-    assert not (killed_dir / "backup").exists()  # removed once the run completed
+    _assert_resumed_to_the_reference_weights(reference_dir, killed_dir, step, resumed)
 
 
 def test_resume_without_a_checkpoint_fails_clearly(sst2_rows, vocab, tmp_path):
     # --resume without a checkpoint: a clear error, exit code 2.
     done = subprocess.run([sys.executable, "-m", "keras_albert.cli",
                            *_finetune_args(sst2_rows, vocab, tmp_path / "none", "--resume")],
-                          env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+                          env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
     assert "no checkpoint" in done.stderr and "Traceback" not in done.stderr
 
@@ -353,13 +341,7 @@ def test_two_worker_run_with_a_killed_worker_resumes_to_the_same_weights(
     resumed = [_finish(process) for process in restarted]
     assert all(summary["replicas"] == 2 for summary in summaries + resumed)
     assert resumed[0]["resumed_at_step"] == resumed[1]["resumed_at_step"] >= step
-    difference = _max_difference(_weights(reference_dir / "model.keras"),
-                                 _weights(killed_dir / "model.keras"))
-    print(f"killed after the checkpoint of step {step}, resumed at "
-          f"{resumed[0]['resumed_at_step']} of {resumed[0]['steps']}: max |difference| "
-          f"{difference:.3g}")
-    assert difference <= 1e-6, difference
-    assert not (killed_dir / "backup").exists()
+    _assert_resumed_to_the_reference_weights(reference_dir, killed_dir, step, resumed[0])
 
 
 def test_standard_callbacks_keep_keras_backup_and_restore_semantics(tmp_path):
