@@ -112,11 +112,6 @@ def resolve_strategy(name="auto", tpu_address=None):
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
-def global_batch_size(per_replica_batch_size, strategy):
-    """The batch size to give `tf.data` so that each replica gets `per_replica_batch_size`."""
-    return int(per_replica_batch_size) * strategy.num_replicas_in_sync
-
-
 def _is_replicating(strategy):
     import tensorflow as tf
 
