@@ -3,7 +3,8 @@
 Runs `keras-albert bench train` configurations (each in a fresh process) for a preset
 and sequence length over several batch sizes, then:
 - plots peak tensor memory (TensorFlow's BFC allocator) against batch size for
-  remat none / full (docs/memory_remat.png);
+  remat none / selective / full (docs/memory_<preset>_seq<seq>.png); the modes of
+  one batch size run one after the other, so their time ratios share conditions;
 - finds the largest batch that fits a memory budget for "no remat + Adam" and
   "remat full + AdaFactor";
 - with --write, records the table in docs/benchmarks.md.
@@ -90,6 +91,8 @@ def main():
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--batches", default="8,16,32",
                         help="batch sizes of the memory curve; empty to skip it")
+    parser.add_argument("--remat", default="none,selective,full",
+                        help="remat modes of the memory curve; the first is the baseline")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--budget-mb", type=float, default=None,
                         help="also search the largest batch within this budget")
@@ -99,8 +102,9 @@ def main():
     args = parser.parse_args()
 
     batches = [int(b) for b in args.batches.split(",")] if args.batches else []
+    modes = args.remat.split(",")
     rows = [measure(args.preset, b, args.seq, remat, "adam", args.steps)
-            for remat in ("none", "full") for b in batches]
+            for b in batches for remat in modes]
     table, ratios = [], []
     if rows:
         table = ["| batch | remat | step time (s) | peak tensor MiB | peak RSS MiB |",
@@ -111,15 +115,17 @@ def main():
         else:
             table.append(f"| {row['batch']} | {row['remat']} | {row['step_time_s']} | "
                          f"{row['peak_tensor_mb']} | {row['peak_rss_mb']} |")
+    baseline_mode = modes[0]
     for batch in batches:
-        pair = {r["remat"]: r for r in rows if r["batch"] == batch and "error" not in r}
-        if len(pair) == 2:
-            ratios.append(
-                f"- batch {batch}: memory full/none = "
-                f"{pair['full']['peak_tensor_mb'] / pair['none']['peak_tensor_mb']:.2f}, "
-                f"step time full/none = "
-                f"{pair['full']['step_time_s'] / pair['none']['step_time_s']:.2f}"
-            )
+        measured = {r["remat"]: r for r in rows if r["batch"] == batch and "error" not in r}
+        base = measured.get(baseline_mode)
+        for mode in modes[1:]:
+            if base and mode in measured:
+                ratios.append(
+                    f"- batch {batch}: {mode}/{baseline_mode} memory "
+                    f"{measured[mode]['peak_tensor_mb'] / base['peak_tensor_mb']:.2f}, "
+                    f"step time {measured[mode]['step_time_s'] / base['step_time_s']:.2f}"
+                )
     png = ROOT / "docs" / f"memory_{args.preset}_seq{args.seq}.png"
     if rows:
         png.parent.mkdir(exist_ok=True)

@@ -8,6 +8,7 @@ import textwrap
 
 import keras
 import numpy as np
+import pytest
 
 from keras_albert.models import PretrainingModel
 from keras_albert.models.encoder import Encoder
@@ -61,7 +62,7 @@ _MIRRORED = textwrap.dedent(
     def train(strategy):
         with strategy.scope():
             encoder = Encoder.from_preset("albert_tiny", vocabulary_size=64, seed=0,
-                                          dropout=0.0, remat="full")
+                                          dropout=0.0, remat={remat!r})
             model = PretrainingModel(encoder)
             model.set_weights(initial)
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -83,11 +84,12 @@ _MIRRORED = textwrap.dedent(
 )
 
 
-def test_remat_and_adafactor_under_mirrored_strategy_match_one_device():
+@pytest.mark.parametrize("remat", ["full", "selective"])
+def test_remat_and_adafactor_under_mirrored_strategy_match_one_device(remat):
     import pathlib
 
     root = str(pathlib.Path(__file__).resolve().parents[1])
-    done = subprocess.run([sys.executable, "-c", _MIRRORED.format(root=root)],
+    done = subprocess.run([sys.executable, "-c", _MIRRORED.format(root=root, remat=remat)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -117,9 +117,10 @@ def test_create_optimizer_builds_each_recipe():
     assert adam.gradient_accumulation_steps == 2
 
 
-def test_pretraining_model_trains_under_bfloat16_with_remat_and_adafactor():
+@pytest.mark.parametrize("remat", ["full", "selective"])
+def test_pretraining_model_trains_under_bfloat16_with_remat_and_adafactor(remat):
     keras.utils.set_random_seed(0)
-    encoder = Encoder.from_preset("albert_tiny", vocabulary_size=64, seed=0, remat="full",
+    encoder = Encoder.from_preset("albert_tiny", vocabulary_size=64, seed=0, remat=remat,
                                   dtype="mixed_bfloat16")
     model = PretrainingModel(encoder)
     rng = np.random.default_rng(0)
@@ -140,21 +141,28 @@ def _cli():
 
 
 def test_bench_train_reports_time_throughput_and_memory():
+    batch, seq, masked = 16, 128, 19  # 15% of 128 positions are masked
     result = subprocess.run(
-        [_cli(), "bench", "train", "--preset", "albert_tiny", "--batch", "4", "--seq", "32",
-         "--remat", "none,full", "--steps", "2", "--warmup", "1", "--json"],
+        [_cli(), "bench", "train", "--preset", "albert_tiny", "--batch", str(batch), "--seq",
+         str(seq), "--remat", "none,selective,full", "--steps", "2", "--warmup", "1", "--json"],
         capture_output=True, text=True, check=True,
     )
     rows = json.loads(result.stdout.strip().splitlines()[-1])
-    assert [row["remat"] for row in rows] == ["none", "full"]
+    assert [row["remat"] for row in rows] == ["none", "selective", "full"]
+    tokens = batch * seq
     for row in rows:
         assert row["step_time_s"] > 0 and row["peak_rss_mb"] > 100
         assert row["peak_tensor_mb"] > 0
-        assert row["tokens_per_s"] == pytest.approx(4 * 32 / row["step_time_s"], rel=0.01)
-        # albert_tiny: L4 x 2 inner blocks, H64, I256, E32, V30000; 15% of 32 = 5 masked.
+        assert row["tokens_per_s"] == pytest.approx(tokens / row["step_time_s"], rel=0.01)
+        # albert_tiny: L4 x 2 inner blocks, H64, I256, E32, V30000.
         weights = 8 * (4 * 64 * 64 + 2 * 64 * 256) + 32 * 64
-        flops = 6 * 128 * weights + 12 * 8 * 64 * 32 * 128 + 6 * 4 * 5 * (64 * 32 + 32 * 30000)
+        flops = (6 * tokens * weights + 12 * 8 * 64 * seq * tokens
+                 + 6 * batch * masked * (64 * 32 + 32 * 30000))
         assert row["model_gflops_per_step"] == pytest.approx(flops / 1e9, abs=0.01)
+    # Recomputation really frees activations (if grappler merged the recomputed
+    # operations with the forward ones, selective would keep as much as none).
+    none, selective, full = (row["peak_tensor_mb"] for row in rows)
+    assert selective < 0.8 * none and full <= selective
     bad = subprocess.run([_cli(), "bench", "train", "--precision", "float8"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Unknown precision 'float8'" in bad.stderr

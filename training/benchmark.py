@@ -146,7 +146,7 @@ def add_arguments(parser):
     parser.add_argument("--batch", type=_csv(int), default=[8], help="batch size(s)")
     parser.add_argument("--seq", type=_csv(int), default=[128], help="sequence length(s)")
     parser.add_argument("--remat", type=_csv(str), default=["none"],
-                        help="none, full or every_k (comma-separated to compare)")
+                        help="none, selective, full or every_k (comma-separated to compare)")
     parser.add_argument("--precision", type=_csv(str), default=["float32"],
                         help=f"one or more of {', '.join(PRECISIONS)}")
     parser.add_argument("--optimizer", type=_csv(str), default=["adam"],

@@ -44,7 +44,7 @@ def _add_training_options(parser, optimizer="adamw", learning_rate=None, batch=3
     group.add_argument("--seed", type=int, default=0)
     memory = parser.add_argument_group("memory and scale")
     memory.add_argument("--remat", default="none",
-                        help="gradient checkpointing: none, full or every_K (none)")
+                        help="gradient checkpointing: none, selective, full or every_K (none)")
     memory.add_argument("--precision", choices=PRECISIONS, default="float32")
     memory.add_argument("--accumulation", type=int, default=None,
                         help="gradient accumulation steps (>= 2)")

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from keras_albert.layers.dropout import derive_seed, stateless_dropout
+from keras_albert.layers.recompute import recomputed
 
 
 def padding_mask_to_attention_bias(input_mask):
@@ -81,12 +82,7 @@ class SelfAttentionSublayer(keras.layers.Layer):
         batch, length = tf.shape(x)[0], tf.shape(x)[1]
         return tf.reshape(x, [batch, length, self.num_heads, self.head_dim])
 
-    def call(self, hidden_states, input_mask, seed=None):
-        """Args: hidden_states [batch, seq, hidden]; input_mask [batch, seq], 1 for
-        real tokens and 0 for padding; seed: int32 [2] to enable dropout, or None."""
-        # The bias is built here, in float32, because Keras casts float arguments of
-        # a layer call to the compute dtype (bfloat16 would round it).
-        attention_bias = padding_mask_to_attention_bias(input_mask)
+    def _attend(self, hidden_states, attention_bias, seed):
         query = self._split_heads(self.query(hidden_states))
         key = self._split_heads(self.key(hidden_states))
         value = self._split_heads(self.value(hidden_states))
@@ -103,6 +99,18 @@ class SelfAttentionSublayer(keras.layers.Layer):
         if seed is not None:
             output = stateless_dropout(output, self.dropout, derive_seed(seed, 1))
         return self.layer_norm(hidden_states + output)
+
+    def call(self, hidden_states, input_mask, seed=None, recompute=False):
+        """Args: hidden_states [batch, seq, hidden]; input_mask [batch, seq], 1 for
+        real tokens and 0 for padding; seed: int32 [2] to enable dropout, or None;
+        recompute: keep only `hidden_states` for the backward pass and redo the whole
+        sublayer there (`remat="selective"`; the same result and gradients)."""
+        # The bias is built here, in float32, because Keras casts float arguments of
+        # a layer call to the compute dtype (bfloat16 would round it).
+        attention_bias = padding_mask_to_attention_bias(input_mask)
+        if recompute:
+            return recomputed(lambda x: self._attend(x, attention_bias, seed), hidden_states)
+        return self._attend(hidden_states, attention_bias, seed)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
         return input_shape

@@ -4,6 +4,7 @@ import keras
 
 from keras_albert.layers.activations import get_activation
 from keras_albert.layers.dropout import stateless_dropout
+from keras_albert.layers.recompute import activation_then_dense, recomputed
 
 
 @keras.saving.register_keras_serializable(package="keras_albert")
@@ -35,9 +36,11 @@ class FeedForwardSublayer(keras.layers.Layer):
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.activation_fn = get_activation(activation)
+        # The activation is applied in `call`, not by the Dense layer, so that
+        # `remat="selective"` can recompute it in the backward pass.
         self.intermediate = keras.layers.Dense(
             intermediate_dim,
-            activation=get_activation(activation),
             kernel_initializer=self.kernel_initializer,
             dtype=self.dtype_policy,
             name="intermediate",
@@ -57,11 +60,25 @@ class FeedForwardSublayer(keras.layers.Layer):
         self.output_dense.build(tuple(input_shape[:-1]) + (self.intermediate_dim,))
         self.layer_norm.build(input_shape)
 
-    def call(self, hidden_states, seed=None):
-        """seed: int32 [2] to enable dropout (drawn statelessly), or None."""
-        output = self.output_dense(self.intermediate(hidden_states))
+    def call(self, hidden_states, seed=None, recompute=False):
+        """seed: int32 [2] to enable dropout (drawn statelessly), or None;
+        recompute: keep only the first projection's output for the backward pass
+        and recompute the activation, dropout mask and LayerNorm (`remat="selective"`)."""
+        pre_activation = self.intermediate(hidden_states)
+        if recompute:
+            dense = self.output_dense
+            output = activation_then_dense(
+                pre_activation,
+                self.activation_fn,
+                keras.ops.cast(dense.kernel, self.compute_dtype),
+                keras.ops.cast(dense.bias, self.compute_dtype),
+            )
+        else:
+            output = self.output_dense(self.activation_fn(pre_activation))
         if seed is not None:
-            output = stateless_dropout(output, self.dropout, seed)
+            output = stateless_dropout(output, self.dropout, seed, recompute_mask=recompute)
+        if recompute:
+            return recomputed(lambda a, b: self.layer_norm(a + b), hidden_states, output)
         return self.layer_norm(hidden_states + output)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):

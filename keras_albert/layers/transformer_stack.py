@@ -10,28 +10,32 @@ from keras_albert.layers.feedforward import FeedForwardSublayer
 SHARING_MODES = ("all", "attention", "ffn", "none")
 
 
+REMAT_HELP = (
+    "'none', 'selective', 'full' or 'every_k' with k >= 1 (e.g. 'every_2')"
+)
+
+
 def parse_remat(remat):
-    """Blocks per recomputed segment for a `remat` setting, or None for no recompute.
+    """Blocks per recomputed segment for a `remat` setting, or None for no block recompute.
 
-    `"none"`: keep every activation. `"full"`: recompute each block in the
-    backward pass, keeping only block inputs. `"every_k"` (e.g. `"every_3"`):
-    recompute segments of k blocks, keeping only every k-th block's input
-    (Chen et al. 2016 pick k near sqrt(L)).
+    `"none"`: keep every activation. `"selective"`: keep the large matmul outputs
+    and recompute the cheap rest (attention probabilities, GELU, dropout masks,
+    LayerNorm) inside each block; see `keras_albert.layers.recompute`. `"full"`:
+    recompute each block in the backward pass, keeping only block inputs.
+    `"every_k"` (e.g. `"every_3"`): recompute segments of k blocks, keeping only
+    every k-th block's input (Chen et al. 2016 pick k near sqrt(L)).
 
-    >>> parse_remat("none"), parse_remat("full"), parse_remat("every_3")
-    (None, 1, 3)
+    >>> [parse_remat(name) for name in ("none", "selective", "full", "every_3")]
+    [None, None, 1, 3]
     """
-    if remat in ("none", None):
+    if remat in ("none", "selective", None):
         return None
     if remat == "full":
         return 1
     if isinstance(remat, str) and remat.startswith("every_") and remat[6:].isdigit():
         if int(remat[6:]) >= 1:
             return int(remat[6:])
-    raise ValueError(
-        f"Unknown remat={remat!r}; expected 'none', 'full' or 'every_k' with k >= 1 "
-        "(e.g. 'every_2')."
-    )
+    raise ValueError(f"Unknown remat={remat!r}; expected {REMAT_HELP}.")
 
 
 def layer_schedule(num_layers, num_groups, inner_group_num):
@@ -71,8 +75,9 @@ class TransformerStack(keras.layers.Layer):
 
     Dropout is drawn statelessly from a seed advanced once per training call and
     folded with the block index, so each block can be recomputed exactly: `remat`
-    (`"none"`, `"full"`, `"every_k"`; see `parse_remat`) trades a second forward
-    pass for not keeping the blocks' activations (gradient checkpointing).
+    (`"none"`, `"selective"`, `"full"`, `"every_k"`; see `parse_remat`) trades
+    recomputation in the backward pass for not keeping activations: `"selective"`
+    redoes only the cheap operations of each block, `"full"` whole blocks.
 
     Example:
 
@@ -190,7 +195,7 @@ class TransformerStack(keras.layers.Layer):
         for layer in self.attention_layers + self.feedforward_layers:
             layer.build(input_shape)
 
-    def _run_blocks(self, start, stop, hidden_states, input_mask, step_seed):
+    def _run_blocks(self, start, stop, hidden_states, input_mask, step_seed, selective=False):
         """Applies blocks `start` .. `stop - 1`; returns each one's output."""
         outputs = []
         for position in range(start, stop):
@@ -200,9 +205,11 @@ class TransformerStack(keras.layers.Layer):
                 block_seed = derive_seed(step_seed, position)
                 seeds = [derive_seed(block_seed, 0), derive_seed(block_seed, 1)]
             hidden_states = self.attention_layers[attention_index](
-                hidden_states, input_mask, seed=seeds[0]
+                hidden_states, input_mask, seed=seeds[0], recompute=selective
             )
-            hidden_states = self.feedforward_layers[ffn_index](hidden_states, seed=seeds[1])
+            hidden_states = self.feedforward_layers[ffn_index](
+                hidden_states, seed=seeds[1], recompute=selective
+            )
             outputs.append(hidden_states)
         return outputs
 
@@ -230,7 +237,10 @@ class TransformerStack(keras.layers.Layer):
         # Recompute only serves backward passes: inference (and exported serving
         # graphs) runs the blocks plainly, with no custom-gradient functions.
         if self.remat_segment is None or not training:
-            return self._run_blocks(0, len(self.schedule), hidden_states, input_mask, step_seed)
+            selective = bool(training) and self.remat == "selective"
+            return self._run_blocks(
+                0, len(self.schedule), hidden_states, input_mask, step_seed, selective
+            )
         outputs = []
         for start in range(0, len(self.schedule), self.remat_segment):
             stop = min(start + self.remat_segment, len(self.schedule))
