@@ -5,6 +5,7 @@ For each preset, runs `keras-albert bench train` configurations at one fixed sha
 
     baseline      float32, Adam, no remat, no accumulation
     remat         + --remat full
+    selective     + --remat selective (recompute attention and the cheap ops only)
     adafactor     --optimizer adafactor instead of Adam
     bf16          --precision mixed_bfloat16
     accumulation  --accumulation N with micro-batches of batch/N (same effective batch)
@@ -35,11 +36,12 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.peers_train_step import replace_section  # noqa: E402
 from training.benchmark import add_arguments, configurations, run_isolated  # noqa: E402
 
-CONFIGURATIONS = ("baseline", "remat", "adafactor", "bf16", "accumulation", "remat_adafactor",
-                  "all")
+CONFIGURATIONS = ("baseline", "remat", "selective", "adafactor", "bf16", "accumulation",
+                  "remat_adafactor", "all")
 DESCRIPTIONS = {
     "baseline": "float32, Adam, no remat",
     "remat": "+ `--remat full`",
+    "selective": "+ `--remat selective`",
     "adafactor": "`--optimizer adafactor`",
     "bf16": "`--precision mixed_bfloat16`",
     "accumulation": "`--accumulation {n}`, micro-batch {micro}",
@@ -54,6 +56,8 @@ def bench_arguments(name, preset, batch, seq, accumulation, steps, warmup):
     remat, precision, optimizer, micro, accumulate = "none", "float32", "adam", batch, None
     if name in ("remat", "remat_adafactor", "all"):
         remat = "full"
+    elif name == "selective":
+        remat = "selective"
     if name in ("adafactor", "remat_adafactor", "all"):
         optimizer = "adafactor"
     if name in ("bf16", "all"):
