@@ -204,9 +204,12 @@ def test_finetune_command_end_to_end(data_dir, tmp_path):
     assert set(summary["student_eval"]) >= {"accuracy", "f1", "mcc"}
     student = keras.saving.load_model(student_dir / "model.keras")
     assert student.encoder.num_layers == 1 and student.encoder.use_pooler
+    written = json.loads((student_dir / "summary.json").read_text())
+    assert written["resumed_at_step"] == 0 and (student_dir / "vocab.txt").exists()
+    assert {"loss", "ce_loss", "hard_loss", "cos_loss"} <= set(written["history"])
 
 
-def test_commands_report_bad_input_clearly(tmp_path):
+def test_commands_report_bad_input_clearly(data_dir, tmp_path):
     result = _cli("finetune", "--model", "no_such_model", "--train", "missing.tsv",
                   "--output", str(tmp_path / "out"))
     assert result.returncode == 2
@@ -215,6 +218,11 @@ def test_commands_report_bad_input_clearly(tmp_path):
                   str(tmp_path / "out"))
     assert result.returncode == 2
     assert "none.txt" in result.stderr and "Traceback" not in result.stderr
+    result = _cli("distill", "--teacher", str(tmp_path / "no_teacher"), "--train",
+                  str(data_dir / "sst2" / "dev.tsv"), "--limit", "40",
+                  "--output", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "no_teacher" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_demo_runs_end_to_end(tmp_path):

@@ -420,86 +420,23 @@ def add_distill_arguments(parser):
 
 
 def run_distill(args):
-    import keras
-
-    from keras_albert.conversion.huggingface import tokenizer_from_directory, write_tokenizer
-    from keras_albert.models.tasks import SequenceClassifier
-    from keras_albert.tokenizers import Preprocessor
-    from training.callbacks import standard_callbacks
-    from training.distill import Distiller, student_from_teacher
-    from training.finetune import predict_task
-    from keras_albert.metrics import evaluate_predictions
-    from training.pretrain import epoch_plan
-    from training.resume import make_checkpoint, resumable_fit, task_stream
-    from training.strategy import (DistributionPlan, remove_worker_dir, resolve_strategy,
-                                   worker_output_dir)
+    from training.distill import distill
+    from training.strategy import resolve_strategy
 
     strategy = resolve_strategy(args.strategy)  # first (see run_finetune)
     _seed_everything(args.seed)
     train, evaluation = _task_splits(args)
-    if train.task == "multilabel":
-        raise ValueError("distill supports classification and regression teachers; "
-                         "multi-label distillation is not implemented.")
-    teacher_path = pathlib.Path(args.teacher)
-    teacher_file = teacher_path / "model.keras" if teacher_path.is_dir() else teacher_path
-    tokenizer = tokenizer_from_directory(teacher_file.parent)
-    if tokenizer is None:
-        raise ValueError(f"No spiece.model or vocab.txt beside {teacher_file}.")
-    plan = DistributionPlan(strategy, args.batch, args.steps_per_execution)
     with strategy.scope():
-        teacher = keras.saving.load_model(teacher_file, compile=False)
-        if not isinstance(teacher, SequenceClassifier):
-            raise ValueError(f"{teacher_file} is not a fine-tuned SequenceClassifier.")
-        preprocessor = Preprocessor(
-            tokenizer, seq_length=min(args.seq, teacher.encoder.max_sequence_length))
-        # The teacher's head was trained on tanh(pooler(first token)): keep the pooler,
-        # and keep token types when the task has text pairs.
-        student_encoder = student_from_teacher(
-            teacher.encoder, num_layers=args.student_layers, teacher_layers=args.teacher_layers,
-            pooler=teacher.encoder.use_pooler,
-            token_types=train.num_segments == 2 and teacher.encoder.num_segments > 0,
-            **_runtime_overrides(args))
-        student = SequenceClassifier(student_encoder, **{
-            key: value for key, value in teacher.get_config().items()
-            if key in ("num_classes", "dropout", "hidden_dim")})
-        student.head.set_weights(teacher.head.get_weights())
-        distiller = Distiller(teacher, student, temperature=args.temperature,
-                              alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm,
-                              alpha_cos=args.alpha_cos)
-        epochs = args.epochs
-        steps_per_epoch = task_stream(train, preprocessor, args.batch,
-                                      seed=args.seed).steps_per_epoch
-        if args.max_steps:
-            epochs, steps_per_epoch = epoch_plan(args.max_steps, -(-args.max_steps // epochs))
-        total_steps = epochs * steps_per_epoch
-        distiller.compile(optimizer=_optimizer(args, total_steps), jit_compile=args.xla,
-                          steps_per_execution=plan.steps_per_execution)
-    work_dir = worker_output_dir(args.output, strategy)
-    os.makedirs(work_dir, exist_ok=True)
-    write_tokenizer(tokenizer, work_dir)
-    checkpoint = make_checkpoint(args.output, args.resume, args.checkpoint_every, run={
-        "global_batch": args.batch, "seed": args.seed, "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps, "train_examples": len(train)})
-
-    def dataset_from_step(step):
-        return plan.prepare(task_stream(train, preprocessor, args.batch, seed=args.seed,
-                                        start_step=step, end_step=total_steps))
-
-    resumable_fit(distiller, dataset_from_step, epochs, steps_per_epoch, checkpoint,
-                  callbacks=standard_callbacks(work_dir, resume=False, strategy=strategy),
-                  shuffle=False, verbose=0 if args.quiet else "auto")
-    summary = {"teacher_layers": teacher.encoder.num_layers,
-               "student_layers": student_encoder.num_layers,
-               "teacher_params": int(teacher.encoder.count_params()),
-               "student_params": int(student_encoder.count_params()),
-               "steps": total_steps,
-               "resumed_at_step": checkpoint.start_step if checkpoint else 0}
-    if evaluation is not None:
-        for name, model in (("teacher", teacher), ("student", student)):
-            summary[f"{name}_eval"] = evaluate_predictions(
-                train.task, predict_task(model, evaluation, preprocessor), evaluation.labels)
-    student.save(os.path.join(work_dir, "model.keras"))
-    remove_worker_dir(work_dir, args.output)
+        summary = distill(
+            args.teacher, train, args.output, lambda total_steps: _optimizer(args, total_steps),
+            student_layers=args.student_layers, teacher_layers=args.teacher_layers,
+            temperature=args.temperature, alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm,
+            alpha_cos=args.alpha_cos, seq_length=args.seq, epochs=args.epochs,
+            batch_size=args.batch, eval_data=evaluation, seed=args.seed,
+            max_steps=args.max_steps, resume=args.resume,
+            checkpoint_every=args.checkpoint_every,
+            steps_per_execution=args.steps_per_execution, jit_compile=args.xla,
+            verbose=0 if args.quiet else "auto", **_runtime_overrides(args))
     _print_summary(summary, args.output, strategy)
     return 0
 

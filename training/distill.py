@@ -33,7 +33,7 @@ from keras_albert.models.distributed import MultiWorkerFitMixin
 from keras_albert.models.encoder import Encoder
 from keras_albert.models.tasks import PretrainingModel, SequenceClassifier
 
-__all__ = ["Distiller", "distillation_losses", "student_from_teacher"]
+__all__ = ["Distiller", "distill", "distillation_losses", "student_from_teacher"]
 
 LOSS_TERMS = ("ce", "hard", "cos")
 
@@ -752,3 +752,106 @@ class Distiller(MultiWorkerFitMixin, keras.Model):
         for key in ("teacher", "student"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
+
+
+def distill(
+    teacher,
+    train_data,
+    output_dir,
+    optimizer,
+    student_layers=None,
+    teacher_layers=None,
+    temperature=2.0,
+    alpha_ce=5.0,
+    alpha_mlm=2.0,
+    alpha_cos=1.0,
+    seq_length=128,
+    epochs=3,
+    batch_size=32,
+    eval_data=None,
+    seed=0,
+    max_steps=None,
+    resume=True,
+    checkpoint_every=None,
+    steps_per_execution=1,
+    jit_compile=False,
+    verbose="auto",
+    **student_overrides,
+):
+    """Distils a fine-tuned classifier into a shallower student, from files to files.
+
+    `teacher` is a `keras-albert finetune` output directory or its `model.keras` (a
+    `SequenceClassifier` with its tokenizer files beside it). The student is
+    `student_from_teacher(teacher.encoder, student_layers, teacher_layers)` under the
+    teacher's head (copied), keeping the pooler, and token types when `train_data` has
+    text pairs; `student_overrides` go to the student's config (`remat`, `dtype`).
+    It trains with `Distiller` (DistilBERT's three terms) on `train_data`, with the
+    checkpoints, exact resumption and logs of `training.finetune.finetune` (whose
+    arguments these are), then writes `output_dir/model.keras` (the student alone), its
+    tokenizer and `summary.json`; with `eval_data`, the summary compares teacher and
+    student. Call it inside `strategy.scope()` to distribute. Returns the summary.
+
+        summary = distill("runs/sst2_teacher", train, "runs/sst2_student",
+                          keras.optimizers.AdamW(1e-4), max_steps=200, eval_data=dev)
+    """
+    import pathlib
+
+    from keras_albert.conversion.huggingface import tokenizer_from_directory
+    from keras_albert.metrics import evaluate_predictions
+    from keras_albert.tokenizers import Preprocessor
+    from training.finetune import fit_on_task_stream, predict_task, save_run
+
+    if train_data.task not in ("classification", "regression"):
+        raise ValueError("distill supports classification and regression teachers; "
+                         f"{train_data.task} distillation is not implemented.")
+    teacher_path = pathlib.Path(teacher)
+    teacher_file = teacher_path / "model.keras" if teacher_path.is_dir() else teacher_path
+    if not teacher_file.is_file():
+        raise FileNotFoundError(f"No teacher model at {teacher_file}.")
+    tokenizer = tokenizer_from_directory(teacher_file.parent)
+    if tokenizer is None:
+        raise ValueError(f"No spiece.model or vocab.txt beside {teacher_file}.")
+    teacher = keras.saving.load_model(teacher_file, compile=False)
+    if not isinstance(teacher, SequenceClassifier):
+        raise ValueError(f"{teacher_file} is not a fine-tuned SequenceClassifier.")
+    preprocessor = Preprocessor(
+        tokenizer, seq_length=min(seq_length, teacher.encoder.max_sequence_length))
+    # The teacher's head was trained on tanh(pooler(first token)): keep the pooler,
+    # and keep token types when the task has text pairs.
+    student_encoder = student_from_teacher(
+        teacher.encoder, num_layers=student_layers, teacher_layers=teacher_layers,
+        pooler=teacher.encoder.use_pooler,
+        token_types=train_data.num_segments == 2 and teacher.encoder.num_segments > 0,
+        **student_overrides)
+    student = SequenceClassifier(student_encoder, **{
+        key: value for key, value in teacher.get_config().items()
+        if key in ("num_classes", "dropout", "hidden_dim")})
+    student.head.set_weights(teacher.head.get_weights())
+    distiller = Distiller(teacher, student, temperature=temperature, alpha_ce=alpha_ce,
+                          alpha_mlm=alpha_mlm, alpha_cos=alpha_cos)
+
+    def compile_model(total_steps, steps_per_execution):
+        chosen = optimizer
+        if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
+            chosen = optimizer(total_steps)
+        distiller.compile(optimizer=chosen, jit_compile=jit_compile,
+                          steps_per_execution=steps_per_execution)
+
+    run = fit_on_task_stream(
+        distiller, compile_model, train_data, preprocessor, output_dir, epochs=epochs,
+        batch_size=batch_size, seed=seed, max_steps=max_steps, resume=resume,
+        checkpoint_every=checkpoint_every, steps_per_execution=steps_per_execution,
+        verbose=verbose)
+    work_dir = run.pop("work_dir")
+    summary = {"teacher_layers": teacher.encoder.num_layers,
+               "student_layers": student_encoder.num_layers,
+               "teacher_params": int(teacher.encoder.count_params()),
+               "student_params": int(student_encoder.count_params()),
+               **run}
+    if eval_data is not None:
+        for name, model in (("teacher", teacher), ("student", student)):
+            summary[f"{name}_eval"] = evaluate_predictions(
+                train_data.task, predict_task(model, eval_data, preprocessor),
+                eval_data.labels)
+    save_run(student, summary, work_dir, output_dir)
+    return summary

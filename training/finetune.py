@@ -102,6 +102,98 @@ def predict_task(model, data, preprocessor, batch_size=64):
     return restore_order(logits, order)
 
 
+def fit_on_task_stream(
+    model,
+    compile_model,
+    train_data,
+    preprocessor,
+    output_dir,
+    epochs=3,
+    batch_size=32,
+    eval_data=None,
+    seed=0,
+    max_steps=None,
+    resume=True,
+    checkpoint_every=None,
+    steps_per_execution=1,
+    extra_callbacks=(),
+    verbose="auto",
+):
+    """The run around `model.fit` that `finetune` and `training.distill.distill` share.
+
+    Plans the steps (`max_steps` caps them in all, spread over `epochs`), then calls
+    `compile_model(total_steps, steps_per_execution)` so that a schedule ends where
+    training does; writes the tokenizer to the worker's output directory; fits on
+    `training.resume.task_stream` batches (global `batch_size`) with checkpoints in
+    `output_dir/backup` and exact resumption (`resume`, `checkpoint_every`: see
+    `training.resume.make_checkpoint`), TensorBoard logs and `extra_callbacks`,
+    validating on `eval_data` after each epoch. Returns a dict: `work_dir` (where this
+    worker writes; delete it with `remove_worker_dir` when done), `epochs`, `steps`,
+    `resumed_at_step`, `replicas`, `train_seconds`, `real_tokens_per_second`, `history`.
+    """
+    from training.pretrain import epoch_plan
+    from training.task_data import task_dataset
+
+    strategy = model.distribute_strategy
+    plan = DistributionPlan(strategy, batch_size, steps_per_execution)
+    sizing = task_stream(train_data, preprocessor, batch_size, seed=seed)
+    epoch_batches, real_tokens_per_epoch = sizing.steps_per_epoch, sizing.real_tokens_per_epoch
+    del sizing
+    steps_per_epoch = epoch_batches
+    if max_steps is not None:
+        epochs, steps_per_epoch = epoch_plan(max_steps, -(-max_steps // epochs))
+    total_steps = epochs * steps_per_epoch
+    compile_model(total_steps, plan.steps_per_execution)
+    validation = None
+    if eval_data is not None:
+        validation = plan.prepare(task_dataset(eval_data, preprocessor,
+                                               batch_size=2 * batch_size))
+    work_dir = worker_output_dir(output_dir, strategy)
+    os.makedirs(work_dir, exist_ok=True)
+    write_tokenizer(preprocessor.tokenizer, work_dir)
+    checkpoint = make_checkpoint(output_dir, resume, checkpoint_every, run={
+        "global_batch": batch_size, "seed": seed, "steps_per_epoch": steps_per_epoch,
+        "total_steps": total_steps, "train_examples": len(train_data)})
+
+    def dataset_from_step(step):
+        return plan.prepare(task_stream(train_data, preprocessor, batch_size, seed=seed,
+                                        start_step=step, end_step=total_steps))
+
+    start = time.perf_counter()
+    history = resumable_fit(
+        model, dataset_from_step, epochs, steps_per_epoch, checkpoint,
+        callbacks=standard_callbacks(work_dir, resume=False, strategy=strategy)
+        + list(extra_callbacks),
+        validation_data=validation,
+        verbose=verbose,
+        shuffle=False,  # the stream shuffles itself
+    )
+    seconds = time.perf_counter() - start
+    resumed_at = checkpoint.start_step if checkpoint else 0
+    # Real (non-padding) tokens per second over this process's fit (tracing and the
+    # per-epoch validation included, so a lower bound).
+    real_tokens = real_tokens_per_epoch * (total_steps - resumed_at) / epoch_batches
+    return {
+        "work_dir": work_dir,
+        "epochs": epochs,
+        "steps": total_steps,
+        "resumed_at_step": resumed_at,
+        "replicas": plan.num_replicas,
+        "train_seconds": round(seconds, 1),
+        "real_tokens_per_second": round(real_tokens / seconds, 1) if seconds else None,
+        "history": {key: [float(v) for v in values] for key, values in history.items()},
+    }
+
+
+def save_run(model, summary, work_dir, output_dir):
+    """Writes `model.keras` and `summary.json` to `work_dir`, then drops a non-chief
+    worker's scratch directory."""
+    model.save(os.path.join(work_dir, "model.keras"))
+    with open(os.path.join(work_dir, "summary.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+    remove_worker_dir(work_dir, output_dir)
+
+
 def finetune(
     model,
     preprocessor,
@@ -142,53 +234,24 @@ def finetune(
     chief writes `output_dir`.
     """
     from keras_albert.metrics import evaluate_predictions
-    from training.pretrain import epoch_plan
-    from training.task_data import task_dataset
 
     task = train_data.task
-    strategy = model.distribute_strategy
-    plan = DistributionPlan(strategy, batch_size, steps_per_execution)
-    sizing = task_stream(train_data, preprocessor, batch_size, seed=seed)
-    epoch_batches = sizing.steps_per_epoch
-    real_tokens_per_epoch = sizing.real_tokens_per_epoch
-    del sizing
-    steps_per_epoch = epoch_batches
-    if max_steps is not None:
-        epochs, steps_per_epoch = epoch_plan(max_steps, -(-max_steps // epochs))
-    total_steps = epochs * steps_per_epoch
-    if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
-        optimizer = optimizer(total_steps)
-    compile_for_task(model, task, optimizer, train_data.num_classes, jit_compile=jit_compile,
-                     steps_per_execution=plan.steps_per_execution)
-    validation = None
-    if eval_data is not None:
-        validation = plan.prepare(task_dataset(eval_data, preprocessor,
-                                               batch_size=2 * batch_size))
-    work_dir = worker_output_dir(output_dir, strategy)
-    os.makedirs(work_dir, exist_ok=True)
-    write_tokenizer(preprocessor.tokenizer, work_dir)
-    checkpoint = make_checkpoint(output_dir, resume, checkpoint_every, run={
-        "global_batch": batch_size, "seed": seed, "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps, "train_examples": len(train_data)})
 
-    def dataset_from_step(step):
-        return plan.prepare(task_stream(train_data, preprocessor, batch_size, seed=seed,
-                                        start_step=step, end_step=total_steps))
+    def compile_model(total_steps, steps_per_execution):
+        chosen = optimizer
+        if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
+            chosen = optimizer(total_steps)
+        compile_for_task(model, task, chosen, train_data.num_classes,
+                         jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
-    start = time.perf_counter()
-    history = resumable_fit(
-        model, dataset_from_step, epochs, steps_per_epoch, checkpoint,
-        callbacks=standard_callbacks(work_dir, resume=False, strategy=strategy)
-        + list(extra_callbacks),
-        validation_data=validation,
-        verbose=verbose,
-        shuffle=False,  # the stream shuffles itself
-    )
-    seconds = time.perf_counter() - start
-    trained_steps = total_steps - (checkpoint.start_step if checkpoint else 0)
-    # Real (non-padding) tokens per second over this process's fit (tracing and the
-    # per-epoch validation included, so a lower bound).
-    real_tokens = real_tokens_per_epoch * trained_steps / epoch_batches
+    run = fit_on_task_stream(
+        model, compile_model, train_data, preprocessor, output_dir, epochs=epochs,
+        batch_size=batch_size, eval_data=eval_data, seed=seed, max_steps=max_steps,
+        resume=resume, checkpoint_every=checkpoint_every,
+        steps_per_execution=steps_per_execution, extra_callbacks=extra_callbacks,
+        verbose=verbose)
+    work_dir = run.pop("work_dir")
+    history = run.pop("history")
     summary = {
         "task": task,
         # What an export needs to rebuild the serving contract (`keras-albert export`).
@@ -196,21 +259,13 @@ def finetune(
         "seq_length": preprocessor.seq_length,
         "label_names": list(train_data.label_names) if train_data.label_names else None,
         "train_examples": len(train_data),
-        "epochs": epochs,
-        "steps": total_steps,
-        "resumed_at_step": checkpoint.start_step if checkpoint else 0,
-        "replicas": plan.num_replicas,
-        "train_seconds": round(seconds, 1),
-        "real_tokens_per_second": round(real_tokens / seconds, 1) if seconds else None,
+        **run,
         "peak_rss_mib": round(peak_rss_mib(), 1),
-        "history": {key: [float(v) for v in values] for key, values in history.items()},
+        "history": history,
     }
     if eval_data is not None:
         logits = predict_task(model, eval_data, preprocessor)
         summary["eval"] = evaluate_predictions(task, logits, eval_data.labels)
         summary["eval_examples"] = len(eval_data)
-    model.save(os.path.join(work_dir, "model.keras"))
-    with open(os.path.join(work_dir, "summary.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-    remove_worker_dir(work_dir, output_dir)
+    save_run(model, summary, work_dir, output_dir)
     return summary
