@@ -830,15 +830,12 @@ def distill(
     distiller = Distiller(teacher, student, temperature=temperature, alpha_ce=alpha_ce,
                           alpha_mlm=alpha_mlm, alpha_cos=alpha_cos)
 
-    def compile_model(total_steps, steps_per_execution):
-        chosen = optimizer
-        if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
-            chosen = optimizer(total_steps)
-        distiller.compile(optimizer=chosen, jit_compile=jit_compile,
+    def compile_model(chosen_optimizer, steps_per_execution):
+        distiller.compile(optimizer=chosen_optimizer, jit_compile=jit_compile,
                           steps_per_execution=steps_per_execution)
 
     run = fit_on_task_stream(
-        distiller, compile_model, train_data, preprocessor, output_dir, epochs=epochs,
+        distiller, compile_model, optimizer, train_data, preprocessor, output_dir, epochs=epochs,
         batch_size=batch_size, seed=seed, max_steps=max_steps, resume=resume,
         checkpoint_every=checkpoint_every, steps_per_execution=steps_per_execution,
         verbose=verbose)

@@ -105,6 +105,7 @@ def predict_task(model, data, preprocessor, batch_size=64):
 def fit_on_task_stream(
     model,
     compile_model,
+    optimizer,
     train_data,
     preprocessor,
     output_dir,
@@ -122,8 +123,9 @@ def fit_on_task_stream(
     """The run around `model.fit` that `finetune` and `training.distill.distill` share.
 
     Plans the steps (`max_steps` caps them in all, spread over `epochs`), then calls
-    `compile_model(total_steps, steps_per_execution)` so that a schedule ends where
-    training does; writes the tokenizer to the worker's output directory; fits on
+    `compile_model(optimizer, steps_per_execution)`, where `optimizer` is a Keras
+    optimizer or a callable that takes the number of steps and returns one (so that a
+    schedule ends where training does); writes the tokenizer to the worker's output directory; fits on
     `training.resume.task_stream` batches (global `batch_size`) with checkpoints in
     `output_dir/backup` and exact resumption (`resume`, `checkpoint_every`: see
     `training.resume.make_checkpoint`), TensorBoard logs and `extra_callbacks`,
@@ -143,7 +145,9 @@ def fit_on_task_stream(
     if max_steps is not None:
         epochs, steps_per_epoch = epoch_plan(max_steps, -(-max_steps // epochs))
     total_steps = epochs * steps_per_epoch
-    compile_model(total_steps, plan.steps_per_execution)
+    if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
+        optimizer = optimizer(total_steps)
+    compile_model(optimizer, plan.steps_per_execution)
     validation = None
     if eval_data is not None:
         validation = plan.prepare(task_dataset(eval_data, preprocessor,
@@ -237,15 +241,12 @@ def finetune(
 
     task = train_data.task
 
-    def compile_model(total_steps, steps_per_execution):
-        chosen = optimizer
-        if callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
-            chosen = optimizer(total_steps)
-        compile_for_task(model, task, chosen, train_data.num_classes,
+    def compile_model(chosen_optimizer, steps_per_execution):
+        compile_for_task(model, task, chosen_optimizer, train_data.num_classes,
                          jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
     run = fit_on_task_stream(
-        model, compile_model, train_data, preprocessor, output_dir, epochs=epochs,
+        model, compile_model, optimizer, train_data, preprocessor, output_dir, epochs=epochs,
         batch_size=batch_size, eval_data=eval_data, seed=seed, max_steps=max_steps,
         resume=resume, checkpoint_every=checkpoint_every,
         steps_per_execution=steps_per_execution, extra_callbacks=extra_callbacks,
