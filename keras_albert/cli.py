@@ -251,9 +251,9 @@ def build_parser():
 
     from training.commands import COMMANDS
 
-    for name, (help_text, add_arguments, handler) in COMMANDS.items():
+    for name, (help_text, add_command_arguments, handler) in COMMANDS.items():
         command = commands.add_parser(name, help=help_text, description=help_text)
-        add_arguments(command)
+        add_command_arguments(command)
         command.set_defaults(handler=_reporting_errors(name, handler))
     return parser
 

@@ -15,7 +15,6 @@ process measures as a negative control.
 """
 
 import json
-import os
 import pathlib
 import subprocess
 import sys

@@ -10,11 +10,10 @@ import time
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_albert import Encoder
 from keras_albert.models import PretrainingModel
-from keras_albert.tokenizers import Preprocessor, SentencePieceTokenizer, WordPieceTokenizer
+from keras_albert.tokenizers import SentencePieceTokenizer, WordPieceTokenizer
 from optimizers import create_optimizer
 from training.finetune import build_task_model, compile_for_task
 from training.pretrain import compile_pretrainer, pretrain

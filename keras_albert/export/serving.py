@@ -41,7 +41,6 @@ import os
 import shutil
 import tempfile
 
-import keras
 import tensorflow as tf
 
 from keras_albert.models.encoder import Encoder
