@@ -11,7 +11,14 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["keras_albert*", "training*", "optimizers*"]),
+    # One installed name: the repository's `training/` and `optimizers/` folders are
+    # installed as `keras_albert.training` and `keras_albert.optimizers`.
+    packages=find_packages(include=["keras_albert", "keras_albert.*"])
+    + ["keras_albert.training", "keras_albert.optimizers"],
+    package_dir={
+        "keras_albert.training": "training",
+        "keras_albert.optimizers": "optimizers",
+    },
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "tensorflow-text>=2.21,<2.22",

@@ -34,7 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.peers_train_step import replace_section  # noqa: E402
-from training.benchmark import add_arguments, configurations, run_isolated  # noqa: E402
+from keras_albert.training.benchmark import add_arguments, configurations, run_isolated  # noqa: E402
 
 CONFIGURATIONS = ("baseline", "remat", "selective", "adafactor", "bf16", "accumulation",
                   "remat_adafactor", "all")

@@ -24,7 +24,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.peers_train_step import replace_section  # noqa: E402
-from training.benchmark import run_isolated  # noqa: E402
+from keras_albert.training.benchmark import run_isolated  # noqa: E402
 
 
 def measure(preset, batch, seq, remat, optimizer, steps, precision="float32"):

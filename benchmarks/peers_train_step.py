@@ -196,7 +196,7 @@ def run_system(system, preset, batch, seq, steps, warmup):
     else:
         seconds, params = _run_keras(system, config, batch, seq, steps, warmup)
     sys.path.insert(0, str(ROOT))
-    from training.benchmark import model_flops_per_step
+    from keras_albert.training.benchmark import model_flops_per_step
 
     flops = model_flops_per_step(config, batch, seq, masked=0)
     return {"system": system, "step_time_s": round(seconds, 3), "params": params,

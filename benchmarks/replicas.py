@@ -46,7 +46,7 @@ def _worker(model, devices, batch, seq, steps, warmup):
 
     from keras_albert.models import SequenceClassifier
     from keras_albert.models.encoder import Encoder
-    from training.strategy import DistributionPlan
+    from keras_albert.training.strategy import DistributionPlan
 
     if devices > 1:
         strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])

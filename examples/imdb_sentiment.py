@@ -85,7 +85,7 @@ def split_rows(num_rows, held_out, train_rows=None, seed=0):
 
 def load_reviews(args):
     """`(train, evaluation, rows)`: two `TaskData` and the row indices each came from."""
-    from training.task_data import load_task_file
+    from keras_albert.training.task_data import load_task_file
 
     if args.data == "auto":
         local = shared_data_dir() / "imdb" / "train.tsv.gz"
@@ -110,7 +110,7 @@ def load_reviews(args):
 
 def _load_tfds_reviews(args, timeout):
     """TFDS `imdb_reviews`: its train split to train on, its test split to evaluate."""
-    from training.task_data import TaskData, load_tfds
+    from keras_albert.training.task_data import TaskData, load_tfds
 
     def cleaned(data):
         return TaskData(([clean_review(t) for t in data.texts[0]],), data.labels,
@@ -193,9 +193,9 @@ def main(argv=None):
     warnings.filterwarnings("ignore", message=r"Gradients do not exist for variables \['pooler")
 
     from keras_albert.metrics import evaluate_predictions
-    from optimizers import create_optimizer
-    from training.commands import load_encoder
-    from training.finetune import build_task_model, finetune, predict_task
+    from keras_albert.optimizers import create_optimizer
+    from keras_albert.training.commands import load_encoder
+    from keras_albert.training.finetune import build_task_model, finetune, predict_task
 
     keras.utils.set_random_seed(args.seed)  # head initialisation, dropout, shuffling
     try:

@@ -8,7 +8,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # Registers our optimizers, schedule, losses and metrics with Keras, so `.keras`
 # files compiled with them load wherever keras_albert is imported.
-import optimizers  # noqa: E402,F401
+import keras_albert.optimizers  # noqa: E402,F401
 from keras_albert import losses, metrics  # noqa: E402,F401
 from keras_albert.conversion.pretrained import from_pretrained  # noqa: E402
 from keras_albert.models.encoder import Encoder  # noqa: E402

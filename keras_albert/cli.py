@@ -73,7 +73,7 @@ def _presets(args):
 
 
 def _bench_train(args):
-    from training.benchmark import bench_train
+    from keras_albert.training.benchmark import bench_train
 
     try:
         return bench_train(args)
@@ -125,7 +125,7 @@ def _read_warmup_file(path, pairs):
 
 def _export(args):
     from keras_albert.models.tasks import PretrainingModel
-    from training.commands import load_encoder
+    from keras_albert.training.commands import load_encoder
 
     summary = _run_summary(args.model)
     seq_length = args.seq or summary.get("seq_length") or 128
@@ -189,7 +189,7 @@ def build_parser():
         help="time and peak memory of a pretraining step (MLM + SOP), each "
         "configuration in a fresh process; comma-separated values are compared",
     )
-    from training.benchmark import add_arguments
+    from keras_albert.training.benchmark import add_arguments
 
     add_arguments(train)
     train.set_defaults(handler=_bench_train)
@@ -249,7 +249,7 @@ def build_parser():
                         "one text a line (pairs: text_a<TAB>text_b)")
     export.set_defaults(handler=_reporting_errors("export", _export))
 
-    from training.commands import COMMANDS
+    from keras_albert.training.commands import COMMANDS
 
     for name, (help_text, add_command_arguments, handler) in COMMANDS.items():
         command = commands.add_parser(name, help=help_text, description=help_text)

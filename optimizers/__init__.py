@@ -12,10 +12,10 @@ import os
 # Like `keras_albert`: the TensorFlow backend unless the user chose one already.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-from optimizers.adafactor import AdaFactor, optimizer_state_bytes  # noqa: E402
-from optimizers.factory import OPTIMIZERS, create_optimizer  # noqa: E402
-from optimizers.schedules import WarmupPolynomialDecay  # noqa: E402
-from optimizers.weight_decay import AdamW, Lamb  # noqa: E402
+from keras_albert.optimizers.adafactor import AdaFactor, optimizer_state_bytes  # noqa: E402
+from keras_albert.optimizers.factory import OPTIMIZERS, create_optimizer  # noqa: E402
+from keras_albert.optimizers.schedules import WarmupPolynomialDecay  # noqa: E402
+from keras_albert.optimizers.weight_decay import AdamW, Lamb  # noqa: E402
 
 __all__ = [
     "OPTIMIZERS",

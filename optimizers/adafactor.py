@@ -132,7 +132,7 @@ class AdaFactor(keras.optimizers.Optimizer):
     Example:
 
     >>> import keras, numpy as np
-    >>> from optimizers import AdaFactor
+    >>> from keras_albert.optimizers import AdaFactor
     >>> model = keras.Sequential([keras.Input((256,)), keras.layers.Dense(128)])
     >>> model.compile(optimizer=AdaFactor(), loss="mse")
     >>> _ = model.fit(np.ones((8, 256)), np.zeros((8, 128)), epochs=2, verbose=0)

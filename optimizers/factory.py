@@ -2,9 +2,9 @@
 
 import keras
 
-from optimizers.adafactor import AdaFactor
-from optimizers.schedules import WarmupPolynomialDecay
-from optimizers.weight_decay import AdamW, Lamb
+from keras_albert.optimizers.adafactor import AdaFactor
+from keras_albert.optimizers.schedules import WarmupPolynomialDecay
+from keras_albert.optimizers.weight_decay import AdamW, Lamb
 
 OPTIMIZERS = ("adam", "adamw", "lamb", "adafactor")
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import keras_albert
 from keras_albert.models import SequenceClassifier
-from optimizers import AdaFactor, optimizer_state_bytes
+from keras_albert.optimizers import AdaFactor, optimizer_state_bytes
 
 
 class NumpyAdafactor:

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from keras_albert.models import PretrainingModel, SequenceClassifier
 from keras_albert.models.encoder import Encoder
-from training.distill import Distiller, distillation_losses, student_from_teacher
+from keras_albert.training.distill import Distiller, distillation_losses, student_from_teacher
 
 VOCABULARY = 64
 
@@ -440,7 +440,7 @@ _MIRRORED = textwrap.dedent(
     from tests.test_distill import _mlm_data, randomized, VOCABULARY
     from keras_albert.models import PretrainingModel
     from keras_albert.models.encoder import Encoder
-    from training.distill import Distiller, student_from_teacher
+    from keras_albert.training.distill import Distiller, student_from_teacher
 
     def build():
         teacher_encoder = Encoder.from_preset("bert_tiny", num_layers=4, dropout=0.0,

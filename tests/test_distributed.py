@@ -38,14 +38,14 @@ if mode == "reference":
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, ROOT)
-from training.strategy import DistributionPlan, resolve_strategy, worker_role
+from keras_albert.training.strategy import DistributionPlan, resolve_strategy, worker_role
 worker_strategy = resolve_strategy("multi_worker") if mode == "worker" else None
 import keras
 import numpy as np
 from keras_albert.models import PretrainingModel, SequenceClassifier
 from keras_albert.models.encoder import Encoder
-from optimizers import create_optimizer
-from training.distill import Distiller, student_from_teacher
+from keras_albert.optimizers import create_optimizer
+from keras_albert.training.distill import Distiller, student_from_teacher
 
 VOCAB, SEQ, GLOBAL, ROWS, M = 64, 12, 8, 16, 3
 
@@ -105,7 +105,7 @@ def build(kind):
                       metrics=["accuracy"])
         return model, model
     if kind == "pretrainer":
-        from training.pretrain import compile_pretrainer
+        from keras_albert.training.pretrain import compile_pretrainer
 
         encoder = Encoder.from_preset("bert_tiny", vocabulary_size=VOCAB, dropout=0.0, seed=0)
         model = PretrainingModel(encoder)
@@ -274,7 +274,7 @@ def test_multi_worker_matches_one_device_and_detects_lone_workers(results, kind)
 def test_steps_per_execution_is_refused_where_keras_fails():
     code = (
         "import tensorflow as tf\n"
-        "from training.strategy import DistributionPlan, check_steps_per_execution\n"
+        "from keras_albert.training.strategy import DistributionPlan, check_steps_per_execution\n"
         "assert DistributionPlan('cpu', 8, steps_per_execution=4).steps_per_execution == 4\n"
         "try:\n"
         "    check_steps_per_execution(tf.distribute.MirroredStrategy(['/cpu:0']), 2)\n"

@@ -17,8 +17,8 @@ from keras_albert import Encoder
 from keras_albert.conversion.huggingface import write_tokenizer
 from keras_albert.export import export_for_serving, export_saved_model
 from keras_albert.tokenizers import Preprocessor, SentencePieceTokenizer, WordPieceTokenizer
-from training.distill import student_from_teacher
-from training.finetune import build_task_model
+from keras_albert.training.distill import student_from_teacher
+from keras_albert.training.finetune import build_task_model
 
 from conftest import read_tsv_column
 

@@ -12,7 +12,7 @@ import pytest
 
 from keras_albert.models import PretrainingModel
 from keras_albert.models.encoder import Encoder
-from optimizers import AdaFactor
+from keras_albert.optimizers import AdaFactor
 
 
 def _pretraining_batch(batch=16, length=16, vocabulary=64, seed=0):
@@ -57,7 +57,7 @@ _MIRRORED = textwrap.dedent(
     from tests.test_memory_options_together import _pretraining_batch
     from keras_albert.models import PretrainingModel
     from keras_albert.models.encoder import Encoder
-    from optimizers import AdaFactor
+    from keras_albert.optimizers import AdaFactor
 
     def train(strategy):
         with strategy.scope():

@@ -14,12 +14,12 @@ import pytest
 from keras_albert import Encoder
 from keras_albert.models import PretrainingModel
 from keras_albert.tokenizers import SentencePieceTokenizer, WordPieceTokenizer
-from optimizers import create_optimizer
-from training.finetune import build_task_model, compile_for_task
-from training.pretrain import compile_pretrainer, pretrain
-from training.pretraining_data import pretraining_dataset
-from training.strategy import resolve_strategy
-from training.vocab import train_sentencepiece
+from keras_albert.optimizers import create_optimizer
+from keras_albert.training.finetune import build_task_model, compile_for_task
+from keras_albert.training.pretrain import compile_pretrainer, pretrain
+from keras_albert.training.pretraining_data import pretraining_dataset
+from keras_albert.training.strategy import resolve_strategy
+from keras_albert.training.vocab import train_sentencepiece
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,9 +12,9 @@ import tensorflow as tf
 
 from keras_albert.models import PretrainingModel, SequenceClassifier
 from keras_albert.models.encoder import Encoder
-from optimizers.factory import create_optimizer
-from optimizers.schedules import WarmupPolynomialDecay
-from optimizers.weight_decay import AdamW, Lamb
+from keras_albert.optimizers.factory import create_optimizer
+from keras_albert.optimizers.schedules import WarmupPolynomialDecay
+from keras_albert.optimizers.weight_decay import AdamW, Lamb
 
 
 def _task_data(batch=32, length=12, seed=0):

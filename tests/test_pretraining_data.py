@@ -1,4 +1,4 @@
-"""The streaming MLM + SOP pretraining data (`training.pretraining_data`, `training.corpus`).
+"""The streaming MLM + SOP pretraining data (`keras_albert.training.pretraining_data`, `keras_albert.training.corpus`).
 
 Real vocabularies and text from the shared data folder; statistics are checked against
 the definitions (recomputed here from the vocabulary), not against numbers the code
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training import pretraining_data as pd
-from training.corpus import default_corpus_documents, iter_documents, write_corpus_file
+from keras_albert.training import pretraining_data as pd
+from keras_albert.training.corpus import default_corpus_documents, iter_documents, write_corpus_file
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Exact resumption: a training process killed with SIGKILL mid-epoch and started
 again with `--resume` ends with the weights of an uninterrupted run.
 
-- The data stream (`training.resume.task_stream`): a stream started at step `s` is
+- The data stream (`keras_albert.training.resume.task_stream`): a stream started at step `s` is
   the tail of the one started at 0, batch for batch, and every epoch holds every
   example exactly once. So a run that resumes at step `s` sees every example exactly
   as often as an uninterrupted one.
@@ -136,8 +136,8 @@ def _tf_configs(count=2):
 
 def test_task_stream_resumes_batch_for_batch_and_covers_every_example(sst2_rows, vocab):
     from keras_albert.tokenizers import Preprocessor, WordPieceTokenizer
-    from training.resume import task_stream
-    from training.task_data import encode_texts, load_task_file
+    from keras_albert.training.resume import task_stream
+    from keras_albert.training.task_data import encode_texts, load_task_file
 
     data = load_task_file(str(sst2_rows))
     preprocessor = Preprocessor(WordPieceTokenizer(str(vocab)), seq_length=32)
@@ -222,8 +222,8 @@ def _interrupt_at(step):
 
 def _tiny_classifier_run(data, preprocessor, output, **kwargs):
     from keras_albert import Encoder
-    from optimizers import create_optimizer
-    from training.finetune import build_task_model, finetune
+    from keras_albert.optimizers import create_optimizer
+    from keras_albert.training.finetune import build_task_model, finetune
 
     keras.utils.set_random_seed(1)
     encoder = Encoder.from_preset("bert_tiny", vocabulary_size=preprocessor.tokenizer
@@ -241,8 +241,8 @@ def test_a_wrong_data_position_is_visible(sst2_rows, vocab, tmp_path, monkeypatc
     BackupAndRestore does) ends far from the uninterrupted weights: the 1e-6 equality
     above can only hold when the resumed run saw the same batches."""
     from keras_albert.tokenizers import Preprocessor, WordPieceTokenizer
-    from training import resume
-    from training.task_data import load_task_file
+    from keras_albert.training import resume
+    from keras_albert.training.task_data import load_task_file
 
     data = load_task_file(str(sst2_rows)).subset(np.arange(160))
     preprocessor = Preprocessor(WordPieceTokenizer(str(vocab)), seq_length=32)
@@ -255,7 +255,7 @@ def test_a_wrong_data_position_is_visible(sst2_rows, vocab, tmp_path, monkeypatc
 
     import shutil
 
-    import training.finetune as finetune_module
+    import keras_albert.training.finetune as finetune_module
 
     backup = tmp_path / "run" / "backup"
     shutil.copytree(backup, tmp_path / "backup-copy")
@@ -347,7 +347,7 @@ def test_two_worker_run_with_a_killed_worker_resumes_to_the_same_weights(
 def test_standard_callbacks_keep_keras_backup_and_restore_semantics(tmp_path):
     """In a plain `fit`, `standard_callbacks(resume=True)` restores weights and the
     optimizer and restarts the interrupted epoch, as Keras's BackupAndRestore does."""
-    from training.callbacks import standard_callbacks
+    from keras_albert.training.callbacks import standard_callbacks
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 3)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")

@@ -1,4 +1,4 @@
-"""Tests of training.task_data (fine-tuning files -> bucketed tf.data) and keras_albert.metrics.
+"""Tests of keras_albert.training.task_data (fine-tuning files -> bucketed tf.data) and keras_albert.metrics.
 
 References: the shared GLUE / IMDB files read with plain Python string splitting (or
 the csv module's default quoting for the CSV-quoted RTE), the `Preprocessor` itself for
@@ -22,15 +22,15 @@ from keras_albert.models import SequenceClassifier
 from keras_albert.tokenizers import Preprocessor
 from keras_albert.tokenizers import WordPieceTokenizer
 from keras_albert import metrics as task_metrics
-from training import task_data
-from training.task_data import batch_widths
-from training.task_data import choose_bucket_boundaries
-from training.task_data import load_task_file
-from training.task_data import load_tfds
-from training.task_data import padding_efficiency
-from training.task_data import restore_order
-from training.task_data import steps_per_epoch
-from training.task_data import task_dataset
+from keras_albert.training import task_data
+from keras_albert.training.task_data import batch_widths
+from keras_albert.training.task_data import choose_bucket_boundaries
+from keras_albert.training.task_data import load_task_file
+from keras_albert.training.task_data import load_tfds
+from keras_albert.training.task_data import padding_efficiency
+from keras_albert.training.task_data import restore_order
+from keras_albert.training.task_data import steps_per_epoch
+from keras_albert.training.task_data import task_dataset
 
 
 SEQ_LENGTH = 128

@@ -72,8 +72,8 @@ def run_one(config):
     from keras_albert.models.encoder import Encoder
     from keras_albert.models.tasks import PretrainingModel
     from keras_albert.presets import preset_config
-    from optimizers import optimizer_state_bytes
-    from optimizers.factory import create_optimizer
+    from keras_albert.optimizers import optimizer_state_bytes
+    from keras_albert.optimizers.factory import create_optimizer
 
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     batch, seq = config["batch"], config["seq"]
@@ -124,7 +124,7 @@ def run_isolated(config, timeout=3600):
     """Runs `run_one(config)` in a fresh Python process and returns its result."""
     environment = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="2")
     completed = subprocess.run(
-        [sys.executable, "-m", "training.benchmark", "--one", json.dumps(config)],
+        [sys.executable, "-m", "keras_albert.training.benchmark", "--one", json.dumps(config)],
         capture_output=True, text=True, timeout=timeout, env=environment,
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
@@ -173,7 +173,7 @@ def configurations(args):
 def validate(args):
     from keras_albert.layers.transformer_stack import parse_remat
     from keras_albert.presets import preset_config
-    from optimizers.factory import OPTIMIZERS
+    from keras_albert.optimizers.factory import OPTIMIZERS
 
     for name in args.preset:
         preset_config(name)

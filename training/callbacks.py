@@ -57,7 +57,7 @@ def standard_callbacks(output_dir, resume=True, tensorboard=True, strategy=None)
     `MultiWorkerMirroredStrategy`): a killed run started again with the same command
     continues from its last checkpoint. For an exact mid-epoch continuation (the
     same batches as an uninterrupted run) drive `fit` with
-    `training.resume.resumable_fit`, as the pipelines do.
+    `keras_albert.training.resume.resumable_fit`, as the pipelines do.
 
     Under `MultiWorkerMirroredStrategy` (`strategy`, default: the current one) only
     the chief writes TensorBoard logs.
@@ -66,8 +66,8 @@ def standard_callbacks(output_dir, resume=True, tensorboard=True, strategy=None)
 
     import tensorflow as tf
 
-    from training.resume import ChiefBackupAndRestore
-    from training.strategy import is_chief
+    from keras_albert.training.resume import ChiefBackupAndRestore
+    from keras_albert.training.strategy import is_chief
 
     strategy = strategy or tf.distribute.get_strategy()
     callbacks = []

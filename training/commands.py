@@ -19,7 +19,7 @@ import pathlib
 import sys
 
 from keras_albert.cli import _parse_override
-from training.strategy import STRATEGIES
+from keras_albert.training.strategy import STRATEGIES
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -69,7 +69,7 @@ def _add_training_options(parser, optimizer="adamw", learning_rate=None, batch=3
 
 
 def _optimizer(args, total_steps):
-    from optimizers import create_optimizer
+    from keras_albert.optimizers import create_optimizer
 
     learning_rate = args.learning_rate
     if learning_rate is None and args.optimizer != "adafactor":
@@ -100,7 +100,7 @@ def _runtime_overrides(args):
 
 
 def _print_summary(summary, output, strategy=None):
-    from training.strategy import is_chief
+    from keras_albert.training.strategy import is_chief
 
     if is_chief(strategy):  # under multi_worker only the chief writes OUTPUT
         path = os.path.join(output, "summary.json")
@@ -223,11 +223,11 @@ def add_pretrain_arguments(parser):
 
 def run_pretrain(args):
     from keras_albert.conversion.huggingface import tokenizer_from_directory
-    from training.corpus import iter_documents
-    from training.pretrain import compile_pretrainer, epoch_plan, new_pretrainer, pretrain
-    from training.pretraining_data import pretraining_dataset
-    from training.strategy import DistributionPlan, resolve_strategy
-    from training.vocab import train_sentencepiece
+    from keras_albert.training.corpus import iter_documents
+    from keras_albert.training.pretrain import compile_pretrainer, epoch_plan, new_pretrainer, pretrain
+    from keras_albert.training.pretraining_data import pretraining_dataset
+    from keras_albert.training.strategy import DistributionPlan, resolve_strategy
+    from keras_albert.training.vocab import train_sentencepiece
 
     strategy = resolve_strategy(args.strategy)  # first (see run_finetune)
     _seed_everything(args.seed)
@@ -311,7 +311,7 @@ def _add_task_data_arguments(parser):
 def _read_task(spec, args, split="train", like=None):
     """A `TaskData` from a file or `tfds:NAME[:SPLIT]`; `like` (the training data) fixes
     the task and the label ids, so evaluation labels mean what training labels mean."""
-    from training.task_data import TaskData, load_task_file, load_tfds
+    from keras_albert.training.task_data import TaskData, load_task_file, load_tfds
 
     task = like.task if like is not None else args.task
     label_names = like.label_names if like is not None else None
@@ -371,8 +371,8 @@ def add_finetune_arguments(parser):
 
 
 def run_finetune(args):
-    from training.finetune import build_task_model, finetune
-    from training.strategy import resolve_strategy
+    from keras_albert.training.finetune import build_task_model, finetune
+    from keras_albert.training.strategy import resolve_strategy
 
     # The strategy first: MultiWorkerMirroredStrategy configures collective ops, which
     # must happen before TensorFlow runs anything else.
@@ -420,8 +420,8 @@ def add_distill_arguments(parser):
 
 
 def run_distill(args):
-    from training.distill import distill
-    from training.strategy import resolve_strategy
+    from keras_albert.training.distill import distill
+    from keras_albert.training.strategy import resolve_strategy
 
     strategy = resolve_strategy(args.strategy)  # first (see run_finetune)
     _seed_everything(args.seed)
@@ -458,7 +458,7 @@ def add_demo_arguments(parser):
 
 
 def run_demo_command(args):
-    from training.demo import run_demo
+    from keras_albert.training.demo import run_demo
 
     options = {}
     if args.pretrain_steps is not None:

@@ -114,14 +114,14 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
     from keras_albert.models.encoder import Encoder
     from keras_albert.models.tasks import PretrainingModel
     from keras_albert.tokenizers import Preprocessor, SentencePieceTokenizer
-    from optimizers import create_optimizer
-    from training.callbacks import Throughput, peak_rss_mib
-    from training.corpus import default_corpus_documents, iter_documents
-    from training.distill import Distiller, student_from_teacher
-    from training.pretrain import compile_pretrainer, evaluate_pretrainer, fixed_batches, pretrain
-    from training.pretraining_data import pretraining_dataset
-    from training.strategy import resolve_strategy
-    from training.vocab import train_sentencepiece
+    from keras_albert.optimizers import create_optimizer
+    from keras_albert.training.callbacks import Throughput, peak_rss_mib
+    from keras_albert.training.corpus import default_corpus_documents, iter_documents
+    from keras_albert.training.distill import Distiller, student_from_teacher
+    from keras_albert.training.pretrain import compile_pretrainer, evaluate_pretrainer, fixed_batches, pretrain
+    from keras_albert.training.pretraining_data import pretraining_dataset
+    from keras_albert.training.strategy import resolve_strategy
+    from keras_albert.training.vocab import train_sentencepiece
 
     teacher_config = dict(settings["teacher"])
     # Absolute: the exports are served from a process started in another directory.

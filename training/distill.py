@@ -786,7 +786,7 @@ def distill(
     teacher's head (copied), keeping the pooler, and token types when `train_data` has
     text pairs; `student_overrides` go to the student's config (`remat`, `dtype`).
     It trains with `Distiller` (DistilBERT's three terms) on `train_data`, with the
-    checkpoints, exact resumption and logs of `training.finetune.finetune` (whose
+    checkpoints, exact resumption and logs of `keras_albert.training.finetune.finetune` (whose
     arguments these are), then writes `output_dir/model.keras` (the student alone), its
     tokenizer and `summary.json`; with `eval_data`, the summary compares teacher and
     student. Call it inside `strategy.scope()` to distribute. Returns the summary.
@@ -799,7 +799,7 @@ def distill(
     from keras_albert.conversion.huggingface import tokenizer_from_directory
     from keras_albert.metrics import evaluate_predictions
     from keras_albert.tokenizers import Preprocessor
-    from training.finetune import fit_on_task_stream, predict_task, save_run
+    from keras_albert.training.finetune import fit_on_task_stream, predict_task, save_run
 
     if train_data.task not in ("classification", "regression"):
         raise ValueError("distill supports classification and regression teachers; "

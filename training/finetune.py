@@ -15,7 +15,7 @@ Tasks and what they train:
     model.fit(task_dataset(train, preprocessor, shuffle=True), epochs=3)
 
 `finetune(...)` below is that with a directory, checkpoints and exact resumption
-(`training.resume`): the batches come from `training.resume.task_stream`, whose epoch
+(`keras_albert.training.resume`): the batches come from `keras_albert.training.resume.task_stream`, whose epoch
 `e` is shuffled by `(seed, e)` alone, so a run killed mid-epoch and started again
 continues with exactly the batches it would have seen.
 """
@@ -30,9 +30,9 @@ from keras_albert.conversion.huggingface import write_tokenizer
 from keras_albert.losses import ZLPRLoss
 from keras_albert.metrics import IGNORE_LABEL
 from keras_albert.models.tasks import SequenceClassifier, SpanQuestionAnswerer, TokenClassifier
-from training.callbacks import peak_rss_mib, standard_callbacks
-from training.resume import make_checkpoint, resumable_fit, task_stream
-from training.strategy import DistributionPlan, remove_worker_dir, worker_output_dir
+from keras_albert.training.callbacks import peak_rss_mib, standard_callbacks
+from keras_albert.training.resume import make_checkpoint, resumable_fit, task_stream
+from keras_albert.training.strategy import DistributionPlan, remove_worker_dir, worker_output_dir
 
 TASKS = ("classification", "regression", "multilabel", "token", "span")
 
@@ -94,7 +94,7 @@ def compile_for_task(model, task, optimizer, num_classes=None, jit_compile=False
 def predict_task(model, data, preprocessor, batch_size=64):
     """Logits for every example of `data`, in the data's order (batches are sorted
     by length for speed, then put back)."""
-    from training.task_data import restore_order, task_dataset
+    from keras_albert.training.task_data import restore_order, task_dataset
 
     dataset, order = task_dataset(data, preprocessor, batch_size=batch_size,
                                   sort_by_length=True)
@@ -120,21 +120,21 @@ def fit_on_task_stream(
     extra_callbacks=(),
     verbose="auto",
 ):
-    """The run around `model.fit` that `finetune` and `training.distill.distill` share.
+    """The run around `model.fit` that `finetune` and `keras_albert.training.distill.distill` share.
 
     Plans the steps (`max_steps` caps them in all, spread over `epochs`), then calls
     `compile_model(optimizer, steps_per_execution)`, where `optimizer` is a Keras
     optimizer or a callable that takes the number of steps and returns one (so that a
     schedule ends where training does); writes the tokenizer to the worker's output directory; fits on
-    `training.resume.task_stream` batches (global `batch_size`) with checkpoints in
+    `keras_albert.training.resume.task_stream` batches (global `batch_size`) with checkpoints in
     `output_dir/backup` and exact resumption (`resume`, `checkpoint_every`: see
-    `training.resume.make_checkpoint`), TensorBoard logs and `extra_callbacks`,
+    `keras_albert.training.resume.make_checkpoint`), TensorBoard logs and `extra_callbacks`,
     validating on `eval_data` after each epoch. Returns a dict: `work_dir` (where this
     worker writes; delete it with `remove_worker_dir` when done), `epochs`, `steps`,
     `resumed_at_step`, `replicas`, `train_seconds`, `real_tokens_per_second`, `history`.
     """
-    from training.pretrain import epoch_plan
-    from training.task_data import task_dataset
+    from keras_albert.training.pretrain import epoch_plan
+    from keras_albert.training.task_data import task_dataset
 
     strategy = model.distribute_strategy
     plan = DistributionPlan(strategy, batch_size, steps_per_execution)
@@ -216,7 +216,7 @@ def finetune(
     checkpoint_every=None,
     steps_per_execution=1,
 ):
-    """Fine-tunes a task model on `train_data` (a `training.task_data.TaskData`).
+    """Fine-tunes a task model on `train_data` (a `keras_albert.training.task_data.TaskData`).
 
     Compiles `model` for the data's task, trains with length-bucketed batches
     (validating on `eval_data` after each epoch), evaluates on `eval_data` with
@@ -228,13 +228,13 @@ def finetune(
     steps and returning one (so a schedule ends exactly where training does).
     `max_steps` caps the steps in all, spread over `epochs`. `batch_size` is the global
     batch (split among the replicas of the model's strategy; see
-    `training.strategy.DistributionPlan`).
+    `keras_albert.training.strategy.DistributionPlan`).
 
     Checkpoints (`output_dir/backup`, at the end of every epoch and every
     `checkpoint_every` steps) hold the weights, the optimizer state, the step (the
     data position) and the RNG state; `resume` is `"auto"`/True (continue from a
     checkpoint if there is one), `"require"`, `"restart"` or False (no checkpoints):
-    see `training.resume.make_checkpoint`. Under `MultiWorkerMirroredStrategy` only the
+    see `keras_albert.training.resume.make_checkpoint`. Under `MultiWorkerMirroredStrategy` only the
     chief writes `output_dir`.
     """
     from keras_albert.metrics import evaluate_predictions

@@ -1,7 +1,7 @@
 """Masked-LM + sentence-order pretraining with `model.fit`, as ALBERT.
 
 The model is `keras_albert.models.PretrainingModel` (tied masked-LM decoder + SOP
-head); the data comes from `training.pretraining_data.pretraining_dataset`, whose
+head); the data comes from `keras_albert.training.pretraining_data.pretraining_dataset`, whose
 batches are `(features, labels, sample_weights)` with padded masked positions
 weighted 0. The masked-LM loss is averaged over real predictions only
 (`reduction="mean_with_sample_weight"`), and the logs carry `mlm_logits_accuracy`
@@ -12,7 +12,7 @@ and `sop_logits_accuracy`.
     model.fit(pretraining_dataset(documents, tokenizer), steps_per_epoch=1000, epochs=10)
 
 `pretrain(...)` below is that with a directory: checkpoints for exact resumption
-(`training.resume`), TensorBoard logs, the saved model and tokenizer, and a JSON
+(`keras_albert.training.resume`), TensorBoard logs, the saved model and tokenizer, and a JSON
 summary.
 """
 
@@ -24,9 +24,9 @@ import keras
 
 from keras_albert.conversion.huggingface import write_tokenizer
 from keras_albert.models.tasks import PretrainingModel
-from training.callbacks import Throughput, peak_rss_mib, standard_callbacks
-from training.resume import make_checkpoint, replayable, resumable_fit
-from training.strategy import prepare_dataset, remove_worker_dir, worker_output_dir
+from keras_albert.training.callbacks import Throughput, peak_rss_mib, standard_callbacks
+from keras_albert.training.resume import make_checkpoint, replayable, resumable_fit
+from keras_albert.training.strategy import prepare_dataset, remove_worker_dir, worker_output_dir
 
 MLM_ACCURACY = "mlm_logits_accuracy"
 SOP_ACCURACY = "sop_logits_accuracy"
@@ -128,7 +128,7 @@ def pretrain(
 
     `train_dataset` is a dataset, or better a zero-argument callable returning a fresh
     one (e.g. `lambda: pretraining_dataset(...)`): every iterator Keras opens then
-    replays a new pipeline from the current global step (`training.resume.replayable`),
+    replays a new pipeline from the current global step (`keras_albert.training.resume.replayable`),
     so a resumed run trains on exactly the batches an uninterrupted one would have.
     A dataset object is skipped in place instead, which is exact only if its order
     does not depend on earlier iterators: `pretraining_dataset`'s corpus epochs and
@@ -138,7 +138,7 @@ def pretrain(
     Writes `output_dir/logs` (TensorBoard), `output_dir/backup` (checkpoints at the end
     of every epoch and every `checkpoint_every` steps, with the optimizer state, the
     step and the RNG state; removed after a successful run; see
-    `training.resume.make_checkpoint` for `resume`), `pretrainer.keras`, the
+    `keras_albert.training.resume.make_checkpoint` for `resume`), `pretrainer.keras`, the
     tokenizer's vocabulary and `summary.json` (accuracies before and after, tokens/s,
     peak memory). `run` (a dict of settings) guards the checkpoint against being
     resumed by a run with other settings. Under `MultiWorkerMirroredStrategy` only

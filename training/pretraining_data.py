@@ -1,7 +1,7 @@
 """Streaming MLM + sentence-order-prediction (SOP) pretraining data, as ALBERT makes it.
 
 `pretraining_dataset(documents, tokenizer, ...)` turns a stream of documents (each a
-list of lines, as `training.corpus.iter_documents` yields them) into batches that
+list of lines, as `keras_albert.training.corpus.iter_documents` yields them) into batches that
 `keras_albert.models.PretrainingModel` trains on with plain `model.fit`:
 
     x = {"input_word_ids", "input_mask", "input_type_ids": int32 [B, S],
@@ -28,7 +28,7 @@ documentation corpus (`python311_docs.txt.gz`), pinned to one core (`taskset -c 
 a 2-core machine that other jobs were loading (load average ~3), so these are lower
 bounds:
 
-    taskset -c 1 python -m training.pretraining_data VOCAB CORPUS --batches 300
+    taskset -c 1 python -m keras_albert.training.pretraining_data VOCAB CORPUS --batches 300
 
     with VOCAB = ../shared/data/vocab/albert_spiece_rebuilt.model
     and CORPUS = ../shared/data/corpus/python311_docs.txt.gz
@@ -718,7 +718,7 @@ def pretraining_dataset(
 
 
 # ---------------------------------------------------------------------------------
-# Throughput measurement: python -m training.pretraining_data VOCAB CORPUS.
+# Throughput measurement: python -m keras_albert.training.pretraining_data VOCAB CORPUS.
 
 
 def _load_tokenizer(path):
@@ -730,7 +730,7 @@ def _load_tokenizer(path):
 
 
 def main(argv=None):
-    from training.corpus import iter_documents
+    from keras_albert.training.corpus import iter_documents
 
     parser = argparse.ArgumentParser(description="Measures the pretraining data throughput.")
     parser.add_argument("vocabulary", help="a SentencePiece .model or a WordPiece vocab.txt")

@@ -185,7 +185,7 @@ class ChiefBackupAndRestore(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self._clear:
-            from training.strategy import is_chief
+            from keras_albert.training.strategy import is_chief
 
             self._clear = False
             if is_chief(self.model.distribute_strategy):
@@ -214,7 +214,7 @@ class ChiefBackupAndRestore(keras.callbacks.Callback):
         self._save()
 
     def _save(self):
-        from training.strategy import worker_role
+        from keras_albert.training.strategy import worker_role
 
         if self.step == self._last_saved:  # saved at this step already (or restored)
             return
@@ -260,7 +260,7 @@ class ChiefBackupAndRestore(keras.callbacks.Callback):
 
     def delete(self):
         """Removes the checkpoint directory (on the chief only)."""
-        from training.strategy import worker_role
+        from keras_albert.training.strategy import worker_role
 
         if self.model is None or worker_role(self.model.distribute_strategy)[2]:
             shutil.rmtree(self.backup_dir, ignore_errors=True)
@@ -402,8 +402,8 @@ def task_stream(data, preprocessor, batch_size, seed=0, start_step=0, end_step=N
     attributes, like `task_dataset`'s. `dataset_kwargs` go to `task_dataset`
     (`bucket_boundaries`, `max_shapes`, `drop_remainder`).
     """
-    from training.task_data import steps_per_epoch as batches_in
-    from training.task_data import task_dataset
+    from keras_albert.training.task_data import steps_per_epoch as batches_in
+    from keras_albert.training.task_data import task_dataset
 
     for key in ("shuffle", "repeat", "sort_by_length", "return_order"):
         if key in dataset_kwargs:

@@ -1020,7 +1020,7 @@ def batch_widths(dataset, num_batches=None):
 
 
 def _padding_report(argv=None):
-    """`python -m training.task_data FILE VOCAB [--seq N]`: padding efficiency numbers."""
+    """`python -m keras_albert.training.task_data FILE VOCAB [--seq N]`: padding efficiency numbers."""
     import argparse
     import time
 
