@@ -3,7 +3,7 @@
 The same ALBERT-base architecture (random weights; ALBERT's 30k SentencePiece
 vocabulary rebuilt in ../shared/data/vocab), SST-2 training sentences (the first
 ones of the file: keras-hub in file order, ours in length buckets), batch 32, Adam, through `model.fit`; each system in a fresh process, one
-after the other. Ours uses `keras_albert.training.task_data.task_dataset` (tokenize once, length
+after the other. Ours uses `keras_albert.training.task_dataset.task_dataset` (tokenize once, length
 buckets); keras-hub's `AlbertTextClassifier` uses its default preprocessor
 (`sequence_length=512`), and, for a fairer second row, `sequence_length=64` (the
 longest SST-2 sentence is 66 word pieces here, so a few are cut).
@@ -32,7 +32,7 @@ ALBERT_BASE = dict(vocabulary_size=30000, num_layers=12, num_heads=12, embedding
 
 
 def _sentences(count):
-    from keras_albert.training.task_data import load_task_file
+    from keras_albert.training.task_files import load_task_file
 
     data = load_task_file(DATA / "sst2" / "train.tsv", limit=count)
     return data
@@ -76,12 +76,12 @@ def _run(system, steps, warmup, batch):
     keras.utils.set_random_seed(0)
     if system == "ours":
         from keras_albert.models.encoder import Encoder
-        from keras_albert.training.finetune import build_task_model, compile_for_task
-        from keras_albert.training.task_data import task_dataset
+        from keras_albert.models.task_kinds import task_model
+        from keras_albert.training.task_dataset import task_dataset
 
         preprocessor = Preprocessor(SentencePieceTokenizer(spiece), seq_length=128)
-        model = build_task_model(Encoder.from_preset("albert_base"), "classification", 2)
-        compile_for_task(model, "classification", keras.optimizers.Adam(2e-5), 2)
+        model = task_model(Encoder.from_preset("albert_base"), "classification", 2)
+        model.compile(optimizer=keras.optimizers.Adam(2e-5), jit_compile=False)
         # shuffle=False keeps the input order inside each length bucket.
         dataset, order = task_dataset(data, preprocessor, batch_size=batch, return_order=True)
         model.fit(dataset.take(steps + warmup), epochs=1, verbose=0, shuffle=False,

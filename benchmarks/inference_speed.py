@@ -50,7 +50,8 @@ def measure(model_dirs, data_path, batch_size=64, repeats=3, seq_length=128, via
     from keras_albert.conversion.huggingface import tokenizer_from_directory
     from keras_albert.tokenizers import Preprocessor
     from keras_albert.metrics import evaluate_predictions
-    from keras_albert.training.task_data import load_task_file, restore_order, task_dataset
+    from keras_albert.training.task_dataset import restore_order, task_dataset
+    from keras_albert.training.task_files import load_task_file
 
     data = load_task_file(data_path)
     runs = []

@@ -34,7 +34,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.peers_train_step import replace_section  # noqa: E402
-from keras_albert.training.benchmark import add_arguments, configurations, run_isolated  # noqa: E402
+from keras_albert.cli import build_parser  # noqa: E402
+from keras_albert.training.benchmark import configurations, run_isolated  # noqa: E402
 
 CONFIGURATIONS = ("baseline", "remat", "selective", "adafactor", "bf16", "accumulation",
                   "remat_adafactor", "all")
@@ -82,9 +83,7 @@ def run_configuration(name, arguments):
     (The CLI's `validate` is skipped: it imports TensorFlow into this parent process,
     and an invalid preset or option fails in the child and is reported as an error row.)
     """
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(arguments)
+    args = build_parser().parse_args(["bench", "train", *arguments])
     (config,) = list(configurations(args))
     result = run_isolated(config)
     result["name"] = name

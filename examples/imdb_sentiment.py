@@ -85,7 +85,7 @@ def split_rows(num_rows, held_out, train_rows=None, seed=0):
 
 def load_reviews(args):
     """`(train, evaluation, rows)`: two `TaskData` and the row indices each came from."""
-    from keras_albert.training.task_data import load_task_file
+    from keras_albert.training.task_files import load_task_file
 
     if args.data == "auto":
         local = shared_data_dir() / "imdb" / "train.tsv.gz"
@@ -110,7 +110,8 @@ def load_reviews(args):
 
 def _load_tfds_reviews(args, timeout):
     """TFDS `imdb_reviews`: its train split to train on, its test split to evaluate."""
-    from keras_albert.training.task_data import TaskData, load_tfds
+    from keras_albert.training.task_records import TaskData
+    from keras_albert.training.tfds_tasks import load_tfds
 
     def cleaned(data):
         return TaskData(([clean_review(t) for t in data.texts[0]],), data.labels,
@@ -194,8 +195,9 @@ def main(argv=None):
 
     from keras_albert.metrics import evaluate_predictions
     from keras_albert.optimizers import create_optimizer
-    from keras_albert.training.commands import load_encoder
-    from keras_albert.training.finetune import build_task_model, finetune, predict_task
+    from keras_albert import load
+    from keras_albert.models.task_kinds import task_model
+    from keras_albert.training.finetune import finetune, predict_task
 
     keras.utils.set_random_seed(args.seed)  # head initialisation, dropout, shuffling
     try:
@@ -206,9 +208,9 @@ def main(argv=None):
     print(f"imdb_sentiment: {len(train)} training and {len(evaluation)} held-out reviews "
           f"from {rows['source']}", file=sys.stderr)
 
-    encoder, preprocessor = load_encoder(args.model, args.seq, vocab=args.vocab)
+    encoder, preprocessor = load(args.model, vocab=args.vocab, seq_length=args.seq)
     pooling = args.pooling or default_pooling(args.model)
-    classifier = build_task_model(encoder, "classification", num_classes=2, pooling=pooling)
+    classifier = task_model(encoder, "classification", num_classes=2, pooling=pooling)
 
     def adamw(total_steps):  # 6% warm-up then linear decay to 0, clipped as BERT
         return create_optimizer("adamw", args.learning_rate, total_steps=total_steps,

@@ -6,6 +6,8 @@ positions, 2 token types). The ALBERT paper's Table 3/4 variants come from overr
 `preset_config("albert_base", embedding_dim=64)`, `sharing="none"`, ...
 """
 
+from keras_albert.models.encoder import check_config_keys
+
 ALBERT_VOCABULARY_SIZE = 30000
 BERT_VOCABULARY_SIZE = 30522
 
@@ -58,13 +60,23 @@ def _check_name(name):
         )
 
 
-def preset_config(name, **overrides):
+def preset_config(name, /, **overrides):
     """Returns the `Encoder` constructor arguments of preset `name`, with overrides.
+
+    An override that is not an `Encoder` argument raises `ValueError` listing the
+    valid keys. The preset name is positional only, so `name=` names the encoder.
 
     >>> preset_config("albert_base")["embedding_dim"]
     128
+    >>> preset_config("albert_base", embedding_dim=64, sharing="none")["embedding_dim"]
+    64
+    >>> preset_config("albert_base", key_size=128)
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown Encoder configuration key(s) ['key_size']. Valid keys: ...
     """
     _check_name(name)
+    check_config_keys(overrides)
     config = dict(PRESETS[name][2])
     config.update(overrides)
     return config

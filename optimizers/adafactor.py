@@ -3,7 +3,9 @@
 Keras 3 ships `keras.optimizers.Adafactor`, but it allocates a full-size second-moment
 slot for every variable (as large as Adam's) and always factors the last two axes. This
 one keeps, for a factored variable, only a row and a column accumulator, so an n x m
-matrix costs n + m floats of optimizer state instead of n m (Adam: 2 n m).
+matrix costs n + m floats of optimizer state instead of n m (Adam: 2 n m). Arguments
+that mean the same as Keras's (`beta_2_decay`, `epsilon_1`, `epsilon_2`,
+`clip_threshold`, `relative_step`; Adam's `beta_1`) have Keras's names.
 """
 
 import contextlib
@@ -72,22 +74,23 @@ class AdaFactor(keras.optimizers.Optimizer):
 
     For each variable with gradient `G` at step `t` (counted from 1):
 
-    - `beta2_t = 1 - t ** -decay_rate`.
+    - `beta_2_t = 1 - t ** beta_2_decay`.
     - Factored variables (rank >= 2 whose two largest dimensions, the later axes on
       ties, are both >= `min_dim_size_to_factor`; call them the row axis `a` and the
-      column axis `b`, `a < b`): `R = beta2_t R + (1 - beta2_t) mean_b(G^2 + epsilon1)`,
-      `C = beta2_t C + (1 - beta2_t) mean_a(G^2 + epsilon1)`, `V = R C / mean_a(R)`
+      column axis `b`, `a < b`):
+      `R = beta_2_t R + (1 - beta_2_t) mean_b(G^2 + epsilon_1)`,
+      `C = beta_2_t C + (1 - beta_2_t) mean_a(G^2 + epsilon_1)`, `V = R C / mean_a(R)`
       (means per slice of the other axes, as in T5 / mesh-tensorflow). `R` and `C`
       have the variable's shape with axis `b` (resp. `a`) kept as size 1. No
       full-size second moment exists for them.
-    - Other variables: `V = beta2_t V + (1 - beta2_t)(G^2 + epsilon1)`, full size.
-    - `U = G / sqrt(V)`; update clipping `U /= max(1, RMS(U) / clipping_threshold)`.
-    - Optional first moment: `M = beta1 M + (1 - beta1) U`, then `U = M`.
+    - Other variables: `V = beta_2_t V + (1 - beta_2_t)(G^2 + epsilon_1)`, full size.
+    - `U = G / sqrt(V)`; update clipping `U /= max(1, RMS(U) / clip_threshold)`.
+    - Optional first moment: `M = beta_1 M + (1 - beta_1) U`, then `U = M`.
     - Step size: `rho_t = min(learning_rate, 1 / sqrt(t))` with `relative_step=True`
       (the paper's `min(1e-2, 1/sqrt(t))` at the default `learning_rate=0.01`;
       `warmup_init=True` adds `1e-6 t` to the minimum, as fairseq / transformers), or
       `rho_t = learning_rate` (float or schedule) with `relative_step=False`.
-      `alpha_t = rho_t * max(epsilon2, RMS(x_{t-1}))` with
+      `alpha_t = rho_t * max(epsilon_2, RMS(x_{t-1}))` with
       `multiply_by_parameter_scale=True`, else `alpha_t = rho_t`.
     - Decoupled weight decay, scaled by the step size as in transformers' Adafactor:
       `x_t = x_{t-1} - alpha_t (U + weight_decay * x_{t-1})`.
@@ -100,13 +103,15 @@ class AdaFactor(keras.optimizers.Optimizer):
         learning_rate: float, schedule or callable. With `relative_step=True`, an upper
             bound on the relative step `rho_t`; otherwise the step itself. Defaults to
             `0.01`.
-        beta1: float in `[0, 1)` or `None` (default): first-moment decay; `None` keeps
+        beta_1: float in `[0, 1)` or `None` (default): first-moment decay; `None` keeps
             no first moment (no slot).
-        decay_rate: float, defaults to `0.8`. `beta2_t = 1 - t ** -decay_rate`.
-        clipping_threshold: float or `None`. Update clipping threshold `d`; `None`
+        beta_2_decay: negative float, defaults to `-0.8` (the paper's decay rate
+            0.8, signed as in `keras.optimizers.Adafactor`):
+            `beta_2_t = 1 - t ** beta_2_decay`.
+        epsilon_1: float, defaults to `1e-30`, added to the squared gradient.
+        epsilon_2: float, defaults to `1e-3`, lower bound of the parameter scale.
+        clip_threshold: float or `None`. Update clipping threshold `d`; `None`
             disables update clipping. Defaults to `1.0`.
-        epsilon1: float, defaults to `1e-30`, added to the squared gradient.
-        epsilon2: float, defaults to `1e-3`, lower bound of the parameter scale.
         relative_step: bool, defaults to `True` (see above).
         warmup_init: bool, defaults to `False`. With `relative_step`, uses
             `min(learning_rate, 1e-6 t, 1/sqrt(t))`.
@@ -138,16 +143,19 @@ class AdaFactor(keras.optimizers.Optimizer):
     >>> _ = model.fit(np.ones((8, 256)), np.zeros((8, 128)), epochs=2, verbose=0)
     >>> [tuple(v.shape) for v in model.optimizer.variables[2:]]  # kernel: row, col
     [(256, 1), (1, 128), (128,)]
+    >>> config = AdaFactor(beta_1=0.9, clip_threshold=None).get_config()
+    >>> config["beta_1"], config["beta_2_decay"], config["epsilon_2"]
+    (0.9, -0.8, 0.001)
     """
 
     def __init__(
         self,
         learning_rate=0.01,
-        beta1=None,
-        decay_rate=0.8,
-        clipping_threshold=1.0,
-        epsilon1=1e-30,
-        epsilon2=1e-3,
+        beta_1=None,
+        beta_2_decay=-0.8,
+        epsilon_1=1e-30,
+        epsilon_2=1e-3,
+        clip_threshold=1.0,
         relative_step=True,
         warmup_init=False,
         multiply_by_parameter_scale=True,
@@ -182,14 +190,13 @@ class AdaFactor(keras.optimizers.Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             **kwargs,
         )
-        if beta1 is not None and not 0.0 <= beta1 < 1.0:
-            raise ValueError(f"`beta1` must be None or in [0, 1). Received: {beta1}")
-        if decay_rate <= 0:
-            raise ValueError(f"`decay_rate` must be positive. Received: {decay_rate}")
-        if clipping_threshold is not None and clipping_threshold <= 0:
+        if beta_1 is not None and not 0.0 <= beta_1 < 1.0:
+            raise ValueError(f"`beta_1` must be None or in [0, 1). Received: {beta_1}")
+        if beta_2_decay >= 0:
+            raise ValueError(f"`beta_2_decay` must be negative. Received: {beta_2_decay}")
+        if clip_threshold is not None and clip_threshold <= 0:
             raise ValueError(
-                "`clipping_threshold` must be positive or None. "
-                f"Received: {clipping_threshold}"
+                f"`clip_threshold` must be positive or None. Received: {clip_threshold}"
             )
         momentum_dtype = keras.backend.standardize_dtype(momentum_dtype)
         if momentum_dtype not in ("float32", "bfloat16"):
@@ -201,11 +208,11 @@ class AdaFactor(keras.optimizers.Optimizer):
             exclude_from_parameter_scale = (exclude_from_parameter_scale,)
         if isinstance(exclude_from_weight_decay, str):
             exclude_from_weight_decay = (exclude_from_weight_decay,)
-        self.beta1 = beta1
-        self.decay_rate = decay_rate
-        self.clipping_threshold = clipping_threshold
-        self.epsilon1 = epsilon1
-        self.epsilon2 = epsilon2
+        self.beta_1 = beta_1
+        self.beta_2_decay = beta_2_decay
+        self.epsilon_1 = epsilon_1
+        self.epsilon_2 = epsilon_2
+        self.clip_threshold = clip_threshold
         self.relative_step = relative_step
         self.warmup_init = warmup_init
         self.multiply_by_parameter_scale = multiply_by_parameter_scale
@@ -242,7 +249,7 @@ class AdaFactor(keras.optimizers.Optimizer):
 
     def build(self, var_list):
         """Creates the slots: row + column accumulators for factored variables,
-        a full float32 second moment otherwise, and the first moment if `beta1`."""
+        a full float32 second moment otherwise, and the first moment if `beta_1`."""
         if self.built:
             return
         super().build(var_list)
@@ -273,7 +280,7 @@ class AdaFactor(keras.optimizers.Optimizer):
                     self._add_slot(variable, tuple(column_shape), "v_col")
                 )
                 self._second_moments.append(None)
-            if self.beta1 is None:
+            if self.beta_1 is None:
                 self._momentums.append(None)
             else:
                 self._momentums.append(
@@ -310,17 +317,17 @@ class AdaFactor(keras.optimizers.Optimizer):
         if self.multiply_by_parameter_scale and not _matches(
             reference, self.exclude_from_parameter_scale
         ):
-            alpha = alpha * ops.maximum(ops.cast(self.epsilon2, f32), _rms(value))
+            alpha = alpha * ops.maximum(ops.cast(self.epsilon_2, f32), _rms(value))
 
-        beta2 = 1.0 - ops.power(step, -float(self.decay_rate))
-        squared = ops.add(ops.square(gradient), ops.cast(self.epsilon1, f32))
+        beta_2 = 1.0 - ops.power(step, float(self.beta_2_decay))
+        squared = ops.add(ops.square(gradient), ops.cast(self.epsilon_1, f32))
         rows, columns = self._rows[index], self._columns[index]
         if rows is not None:
             row_axis, column_axis = self._factored_axes(variable.shape)
-            new_rows = beta2 * rows + (1.0 - beta2) * ops.mean(
+            new_rows = beta_2 * rows + (1.0 - beta_2) * ops.mean(
                 squared, axis=column_axis, keepdims=True
             )
-            new_columns = beta2 * columns + (1.0 - beta2) * ops.mean(
+            new_columns = beta_2 * columns + (1.0 - beta_2) * ops.mean(
                 squared, axis=row_axis, keepdims=True
             )
             self.assign(rows, new_rows)
@@ -330,19 +337,18 @@ class AdaFactor(keras.optimizers.Optimizer):
             update = gradient * ops.rsqrt(new_rows / row_mean) * ops.rsqrt(new_columns)
         else:
             second_moment = self._second_moments[index]
-            new_second_moment = beta2 * second_moment + (1.0 - beta2) * squared
+            new_second_moment = beta_2 * second_moment + (1.0 - beta_2) * squared
             self.assign(second_moment, new_second_moment)
             update = gradient * ops.rsqrt(new_second_moment)
 
-        if self.clipping_threshold is not None:
-            update = update / ops.maximum(
-                1.0, _rms(update) / ops.cast(self.clipping_threshold, f32)
-            )
+        if self.clip_threshold is not None:
+            threshold = ops.cast(self.clip_threshold, f32)
+            update = update / ops.maximum(1.0, _rms(update) / threshold)
 
         momentum = self._momentums[index]
         if momentum is not None:
-            beta1 = ops.cast(self.beta1, f32)
-            update = beta1 * ops.cast(momentum, f32) + (1.0 - beta1) * update
+            beta_1 = ops.cast(self.beta_1, f32)
+            update = beta_1 * ops.cast(momentum, f32) + (1.0 - beta_1) * update
             self.assign(momentum, update)
 
         if self._decays(reference):
@@ -357,11 +363,11 @@ class AdaFactor(keras.optimizers.Optimizer):
         config = super().get_config()
         config.update(
             {
-                "beta1": self.beta1,
-                "decay_rate": self.decay_rate,
-                "clipping_threshold": self.clipping_threshold,
-                "epsilon1": self.epsilon1,
-                "epsilon2": self.epsilon2,
+                "beta_1": self.beta_1,
+                "beta_2_decay": self.beta_2_decay,
+                "epsilon_1": self.epsilon_1,
+                "epsilon_2": self.epsilon_2,
+                "clip_threshold": self.clip_threshold,
                 "relative_step": self.relative_step,
                 "warmup_init": self.warmup_init,
                 "multiply_by_parameter_scale": self.multiply_by_parameter_scale,

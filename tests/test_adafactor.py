@@ -18,10 +18,10 @@ from keras_albert.optimizers import AdaFactor, optimizer_state_bytes
 class NumpyAdafactor:
     """Shazeer & Stern 2018 (Alg. 4/5, T5 factoring) written out in float64 NumPy."""
 
-    def __init__(self, shape, beta1=None, clipping_threshold=1.0, scale=True,
+    def __init__(self, shape, beta_1=None, clip_threshold=1.0, scale=True,
                  learning_rate=None, warmup_init=False, weight_decay=0.0,
                  min_dim=128, decay_rate=0.8):
-        self.beta1, self.d, self.scale = beta1, clipping_threshold, scale
+        self.beta_1, self.d, self.scale = beta_1, clip_threshold, scale
         self.lr, self.warmup_init, self.wd = learning_rate, warmup_init, weight_decay
         self.decay_rate, self.t, self.clipped_steps = decay_rate, 0, 0
         self.axes = None
@@ -64,8 +64,8 @@ class NumpyAdafactor:
             factor = max(1.0, np.sqrt(np.mean(u ** 2)) / self.d)
             self.clipped_steps += factor > 1.0 + 1e-6
             u = u / factor
-        if self.beta1 is not None:
-            self.m = self.beta1 * self.m + (1 - self.beta1) * u
+        if self.beta_1 is not None:
+            self.m = self.beta_1 * self.m + (1 - self.beta_1) * u
             u = self.m
         return x - alpha * u - alpha * self.wd * x
 
@@ -74,8 +74,10 @@ SHAPES = {"1d": (300,), "2d_factored": (256, 130), "2d_full": (64, 100),
           "3d": (4, 200, 150), "3d_outer_axes": (160, 4, 200)}
 CONFIGS = {
     "default": ({}, {}),
-    "beta1": ({"beta1": 0.9}, {"beta1": 0.9}),
-    "no_clipping": ({"clipping_threshold": None}, {"clipping_threshold": None}),
+    "beta_1": ({"beta_1": 0.9}, {"beta_1": 0.9}),
+    # Keras's sign convention: beta_2_t = 1 - t ** beta_2_decay, the paper's 1 - t ** -0.6.
+    "beta_2_decay": ({"beta_2_decay": -0.6}, {"decay_rate": 0.6}),
+    "no_clipping": ({"clip_threshold": None}, {"clip_threshold": None}),
     "no_parameter_scale": ({"multiply_by_parameter_scale": False}, {"scale": False}),
     "explicit_lr": ({"relative_step": False, "learning_rate": 3e-3},
                     {"learning_rate": 3e-3}),
@@ -83,8 +85,8 @@ CONFIGS = {
         {"relative_step": False,
          "learning_rate": keras.optimizers.schedules.ExponentialDecay(3e-3, 2, 0.5)},
         {"learning_rate": lambda t: 3e-3 * 0.5 ** ((t - 1) / 2)}),
-    "warmup_decay_beta1": ({"warmup_init": True, "weight_decay": 0.5, "beta1": 0.5},
-                           {"warmup_init": True, "weight_decay": 0.5, "beta1": 0.5}),
+    "warmup_decay_beta_1": ({"warmup_init": True, "weight_decay": 0.5, "beta_1": 0.5},
+                            {"warmup_init": True, "weight_decay": 0.5, "beta_1": 0.5}),
 }
 # Gradient scales that change from step to step, so the second moment lags behind
 # and update clipping engages.
@@ -113,7 +115,7 @@ def _slots(optimizer):
 
 def _run_ours(optimizer, shape, seed, jit=False):
     rng = np.random.default_rng(seed)
-    # The 1-D variable starts at zero (as biases do): RMS(x) < epsilon2 at first.
+    # The 1-D variable starts at zero (as biases do): RMS(x) < epsilon_2 at first.
     x0 = rng.normal(scale=0.0 if len(shape) == 1 else 0.3, size=shape).astype("float32")
     variable = keras.Variable(x0, name="w")
     gradients = [rng.normal(scale=s, size=shape).astype("float32") for s in GRADIENT_SCALES]
@@ -143,24 +145,24 @@ def test_updates_match_numpy_reference(shape_name, config):
         x, previous = reference.step(x, g), x
         path += np.abs(x - previous)
         _assert_close(ours, x, path, step)
-    if reference_kwargs.get("clipping_threshold", 1.0) is not None:
+    if reference_kwargs.get("clip_threshold", 1.0) is not None:
         assert reference.clipped_steps > 0  # the clipping branch was exercised
     slot_shapes = [tuple(v.shape) for v in _slots(optimizer)]
     if reference.axes:  # row + column accumulators, no full-size second moment
-        expected_full = 1 if "beta1" in ours_kwargs else 0
+        expected_full = 1 if "beta_1" in ours_kwargs else 0
         assert slot_shapes.count(shape) == expected_full
         assert len(slot_shapes) == 2 + expected_full
 
 
 def test_factoring_picks_the_two_largest_axes_later_on_ties_and_runs_under_xla():
-    optimizer = AdaFactor(beta1=0.9)
+    optimizer = AdaFactor(beta_1=0.9)
     for shape, axes in [((130, 4, 200), (0, 2)), ((128, 128, 128), (1, 2)),
                         ((200, 127), None), ((128, 500), (0, 1))]:
         assert optimizer._factored_axes(shape) == axes, shape
     # The same 3-D variable stepped inside tf.function(jit_compile=True).
     shape = SHAPES["3d"]
-    x0, gradients, values, _ = _run_ours(AdaFactor(beta1=0.9), shape, seed=5, jit=True)
-    reference = NumpyAdafactor(shape, beta1=0.9)
+    x0, gradients, values, _ = _run_ours(AdaFactor(beta_1=0.9), shape, seed=5, jit=True)
+    reference = NumpyAdafactor(shape, beta_1=0.9)
     x, path = x0.astype(np.float64), np.zeros(shape)
     for g in gradients:
         x, previous = reference.step(x, g), x
@@ -233,15 +235,16 @@ def test_trains_a_classifier_about_as_well_as_adam():
 def test_config_round_trip():
     schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 100, 0.5)
     optimizer = AdaFactor(
-        learning_rate=schedule, relative_step=False, beta1=0.8, decay_rate=0.7,
-        clipping_threshold=None, epsilon2=1e-4, warmup_init=True,
+        learning_rate=schedule, relative_step=False, beta_1=0.8, beta_2_decay=-0.7,
+        clip_threshold=None, epsilon_2=1e-4, warmup_init=True,
         multiply_by_parameter_scale=False, exclude_from_parameter_scale=["emb"],
         min_dim_size_to_factor=64, momentum_dtype="bfloat16", weight_decay=0.01,
         exclude_from_weight_decay=["norm"], gradient_accumulation_steps=3, name="ada",
     )
     config = optimizer.get_config()
     json.dumps(config)
-    assert config["beta1"] == 0.8 and config["exclude_from_weight_decay"] == ["norm"]
+    assert config["beta_1"] == 0.8 and config["exclude_from_weight_decay"] == ["norm"]
+    assert config["beta_2_decay"] == -0.7 and config["epsilon_2"] == 1e-4
     # (`from_config` deserializes the schedule in place: give it a copy.)
     assert AdaFactor.from_config(copy.deepcopy(config)).get_config() == config
     restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
@@ -253,6 +256,20 @@ def test_config_round_trip():
     assert default["learning_rate"] == pytest.approx(0.01) and default["relative_step"] is True
     with pytest.raises(ValueError):
         AdaFactor(momentum_dtype="float16")
+    with pytest.raises(ValueError, match="beta_2_decay"):
+        AdaFactor(beta_2_decay=0.8)  # the paper's positive decay rate, wrongly signed
+
+
+def test_arguments_use_keras_adafactor_names():
+    # Every argument of keras.optimizers.Adafactor means the same here, by the same name.
+    ours, theirs = AdaFactor().get_config(), keras.optimizers.Adafactor().get_config()
+    assert set(theirs) <= set(ours)
+    for key in ("beta_2_decay", "epsilon_1", "epsilon_2", "clip_threshold", "relative_step"):
+        assert ours[key] == theirs[key], key
+    # The former names are refused, not silently dropped.
+    for old in ("beta1", "decay_rate", "clipping_threshold", "epsilon1", "epsilon2"):
+        with pytest.raises(ValueError, match="not recognized"):
+            AdaFactor(**{old: 0.5})
 
 
 def _small_model(seed=0):
@@ -279,7 +296,7 @@ def _slot_values(optimizer):
 def test_keras_file_and_checkpoint_restore_the_slots(tmp_path):
     x, y = _small_data(12)
     model = _small_model()
-    model.compile(optimizer=AdaFactor(beta1=0.9, weight_decay=0.01), loss="mse")
+    model.compile(optimizer=AdaFactor(beta_1=0.9, weight_decay=0.01), loss="mse")
     model.fit(x[:8], y[:8], batch_size=4, epochs=1, shuffle=False, verbose=0)
     assert int(model.optimizer.iterations) == 2
     model.save(tmp_path / "model.keras")
@@ -300,7 +317,7 @@ def test_keras_file_and_checkpoint_restore_the_slots(tmp_path):
 
     # tf.train.Checkpoint into a fresh model and optimizer.
     fresh = _small_model(seed=1)
-    fresh.compile(optimizer=AdaFactor(beta1=0.9, weight_decay=0.01), loss="mse")
+    fresh.compile(optimizer=AdaFactor(beta_1=0.9, weight_decay=0.01), loss="mse")
     fresh.optimizer.build(fresh.trainable_variables)
     tf.train.Checkpoint(model=fresh, optimizer=fresh.optimizer).read(
         checkpoint_path).assert_existing_objects_matched()
@@ -310,7 +327,7 @@ def test_keras_file_and_checkpoint_restore_the_slots(tmp_path):
     # One more step on each: identical weights, unlike a model whose state was lost.
     forgetful = keras.models.clone_model(model)
     forgetful.set_weights(model.get_weights())
-    forgetful.compile(optimizer=AdaFactor(beta1=0.9, weight_decay=0.01), loss="mse")
+    forgetful.compile(optimizer=AdaFactor(beta_1=0.9, weight_decay=0.01), loss="mse")
     for m in (model, loaded, fresh, forgetful):
         m.fit(x[8:], y[8:], batch_size=4, epochs=1, verbose=0)
     for other in (loaded, fresh):
@@ -323,7 +340,7 @@ def test_gradient_accumulation_equals_one_step_on_the_mean_gradient():
     x, y = _small_data(8)
     accumulating, single = _small_model(), _small_model()
     initial = single.get_weights()
-    kwargs = dict(beta1=0.9, weight_decay=0.1)
+    kwargs = dict(beta_1=0.9, weight_decay=0.1)
     accumulating.compile(optimizer=AdaFactor(gradient_accumulation_steps=2, **kwargs),
                          loss="mse")
     single.compile(optimizer=AdaFactor(**kwargs), loss="mse")
@@ -350,7 +367,7 @@ def test_mixed_precision_keeps_float32_slots_and_finite_weights():
             keras_albert.Encoder.from_preset("albert_tiny", seed=0), num_classes=2,
             dropout=0.0)
         before = [w.copy() for w in model.get_weights()]
-        optimizer = keras.optimizers.LossScaleOptimizer(AdaFactor(beta1=0.9))
+        optimizer = keras.optimizers.LossScaleOptimizer(AdaFactor(beta_1=0.9))
         model.compile(optimizer=optimizer,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         features, labels = _classifier_data()
@@ -372,7 +389,7 @@ def test_mixed_precision_keeps_float32_slots_and_finite_weights():
     x0 = rng.normal(scale=0.3, size=(256, 130)).astype("float32")
     g = rng.normal(size=(256, 130)).astype("float32")
     variable = keras.Variable(x0, dtype="bfloat16", name="w")
-    optimizer = AdaFactor(beta1=0.9, momentum_dtype="bfloat16")
+    optimizer = AdaFactor(beta_1=0.9, momentum_dtype="bfloat16")
     optimizer.apply_gradients([(tf.constant(g, "bfloat16"), variable)])
     dtypes = {v.path.split("/")[-1]: v.dtype for v in _slots(optimizer)}
     assert dtypes == {"w_v_row": "float32", "w_v_col": "float32", "w_m": "bfloat16"}
@@ -380,7 +397,7 @@ def test_mixed_precision_keeps_float32_slots_and_finite_weights():
         return tf.cast(tf.cast(a, "bfloat16"), "float32").numpy()
 
     x0_bf16 = through_bf16(x0)
-    expected = NumpyAdafactor(x0.shape, beta1=0.9).step(x0_bf16, through_bf16(g))
+    expected = NumpyAdafactor(x0.shape, beta_1=0.9).step(x0_bf16, through_bf16(g))
     got = keras.ops.convert_to_numpy(keras.ops.cast(variable, "float32"))
     np.testing.assert_allclose(got, expected, rtol=1e-2, atol=1e-3)
     assert np.abs(got - x0_bf16).max() > 1e-3

@@ -13,9 +13,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_albert.models import PretrainingModel, SequenceClassifier
+from keras_albert.models import (
+    Distiller,
+    PretrainingModel,
+    SequenceClassifier,
+    student_from_teacher,
+)
+from keras_albert.models.distillation_losses import distillation_losses
 from keras_albert.models.encoder import Encoder
-from keras_albert.training.distill import Distiller, distillation_losses, student_from_teacher
 
 VOCABULARY = 64
 
@@ -438,9 +443,8 @@ _MIRRORED = textwrap.dedent(
     import keras, numpy as np
     sys.path.insert(0, {root!r})
     from tests.test_distill import _mlm_data, randomized, VOCABULARY
-    from keras_albert.models import PretrainingModel
+    from keras_albert.models import Distiller, PretrainingModel, student_from_teacher
     from keras_albert.models.encoder import Encoder
-    from keras_albert.training.distill import Distiller, student_from_teacher
 
     def build():
         teacher_encoder = Encoder.from_preset("bert_tiny", num_layers=4, dropout=0.0,

@@ -42,10 +42,10 @@ from keras_albert.training.strategy import DistributionPlan, resolve_strategy, w
 worker_strategy = resolve_strategy("multi_worker") if mode == "worker" else None
 import keras
 import numpy as np
-from keras_albert.models import PretrainingModel, SequenceClassifier
+from keras_albert.models import (Distiller, PretrainingModel, SequenceClassifier,
+                                 student_from_teacher)
 from keras_albert.models.encoder import Encoder
 from keras_albert.optimizers import create_optimizer
-from keras_albert.training.distill import Distiller, student_from_teacher
 
 VOCAB, SEQ, GLOBAL, ROWS, M = 64, 12, 8, 16, 3
 

@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import read_tsv_column
-from keras_albert.export.hub import export_hub_encoder, export_hub_preprocessor
+from keras_albert.export.hub import export_hub_encoder
+from keras_albert.export.hub_preprocessor import export_hub_preprocessor
 from keras_albert.export.keras_reuse import HubEncoderLayer
 from keras_albert.models.encoder import Encoder
 from keras_albert.models.tasks import PretrainingModel

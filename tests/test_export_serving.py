@@ -16,9 +16,9 @@ import pytest
 from keras_albert import Encoder
 from keras_albert.conversion.huggingface import write_tokenizer
 from keras_albert.export import export_for_serving, export_saved_model
+from keras_albert.models import student_from_teacher
 from keras_albert.tokenizers import Preprocessor, SentencePieceTokenizer, WordPieceTokenizer
-from keras_albert.training.distill import student_from_teacher
-from keras_albert.training.finetune import build_task_model
+from keras_albert.models.task_kinds import task_model
 
 from conftest import read_tsv_column
 
@@ -137,18 +137,18 @@ def _keras_outputs(model, features):
 
 def test_served_outputs_equal_keras_for_albert_bert_and_a_student(
         tmp_path, wordpiece, sentencepiece, sentences):
-    albert = build_task_model(
+    albert = task_model(
         Encoder.from_preset("albert_tiny", vocabulary_size=sentencepiece.vocabulary_size,
                             seed=1), "classification", num_classes=3)
     bert_encoder = Encoder.from_preset("bert_tiny", vocabulary_size=wordpiece.vocabulary_size,
                                        seed=2)
-    bert = build_task_model(bert_encoder, "classification", num_classes=2)
-    student = build_task_model(student_from_teacher(bert_encoder, num_layers=1),
-                               "classification", num_classes=2)
-    regressor = build_task_model(
+    bert = task_model(bert_encoder, "classification", num_classes=2)
+    student = task_model(student_from_teacher(bert_encoder, num_layers=1),
+                         "classification", num_classes=2)
+    regressor = task_model(
         Encoder.from_preset("bert_tiny", vocabulary_size=wordpiece.vocabulary_size, seed=3),
         "regression")
-    multilabel = build_task_model(
+    multilabel = task_model(
         Encoder.from_preset("bert_tiny", vocabulary_size=wordpiece.vocabulary_size, seed=4),
         "multilabel", num_classes=4)
     encoder = Encoder.from_preset("bert_tiny", vocabulary_size=wordpiece.vocabulary_size,
@@ -218,7 +218,7 @@ def test_pairs_and_mixed_precision_serve_float32(tmp_path, wordpiece, data_dir):
     text_a = read_tsv_column(data_dir / "mrpc" / "dev.tsv", "#1 String", limit=5)
     text_b = read_tsv_column(data_dir / "mrpc" / "dev.tsv", "#2 String", limit=5)
     preprocessor = Preprocessor(wordpiece, seq_length=SEQ)  # pairs are truncated here
-    model = build_task_model(
+    model = task_model(
         Encoder.from_preset("bert_tiny", vocabulary_size=wordpiece.vocabulary_size, seed=6,
                             dtype="mixed_bfloat16"), "classification", num_classes=2)
     features = preprocessor((text_a, text_b))
@@ -241,7 +241,7 @@ def test_pairs_and_mixed_precision_serve_float32(tmp_path, wordpiece, data_dir):
 
 
 def test_saved_model_cli_lists_the_documented_signatures(tmp_path, wordpiece):
-    model = build_task_model(
+    model = task_model(
         Encoder.from_preset("bert_tiny", vocabulary_size=wordpiece.vocabulary_size, seed=7),
         "classification", num_classes=2)
     path = export_saved_model(model, str(tmp_path / "cli"), Preprocessor(wordpiece, SEQ))
@@ -283,7 +283,7 @@ def test_versioned_layout_never_overwrites(tmp_path, wordpiece):
 def test_export_command_from_a_finetune_directory(tmp_path, wordpiece, capsys):
     from keras_albert.cli import main
 
-    model = build_task_model(
+    model = task_model(
         Encoder.from_preset("bert_tiny", vocabulary_size=wordpiece.vocabulary_size, seed=9),
         "classification", num_classes=2)
     run = tmp_path / "run"

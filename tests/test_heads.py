@@ -99,7 +99,7 @@ def test_multiple_choice_scores_each_choice_independently():
         np.testing.assert_allclose(logits[:, index], expected, atol=1e-5)
 
 
-def _fit(model, features, labels, loss, epochs=30):
+def _fit(model, features, labels, loss="auto", epochs=30):
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
     history = model.fit(features, labels, batch_size=8, epochs=epochs, verbose=0)
     return history.history["loss"]
@@ -125,27 +125,29 @@ def test_sequence_classifier_learns_with_fit(preset):
 
 
 def test_regression_and_multi_label_and_token_heads_train():
+    """With the loss each task's `compile()` picks: MSE, ZLPR, token cross-entropy."""
     keras.utils.set_random_seed(2)
     encoder = Encoder.from_preset("bert_tiny", seed=2, dropout=0.0)
     features = _batch(encoder, batch=32)
     signal = _signal(features)
 
     regressor = SequenceClassifier(encoder, num_classes=1, dropout=0.0)
-    losses = _fit(regressor, features, signal.astype("float32"), "mse", epochs=60)
+    losses = _fit(regressor, features, signal.astype("float32"), epochs=60)
     # Predicting the mean would leave the targets' variance, 0.25.
     assert losses[-1] < 0.05
 
     labels = np.stack([signal, 1 - signal, np.ones_like(signal)], axis=1).astype("float32")
-    multi_label = SequenceClassifier(Encoder.from_preset("bert_tiny", seed=3), num_classes=3)
-    losses = _fit(multi_label, features, labels, ZLPRLoss())
+    multi_label = SequenceClassifier(Encoder.from_preset("bert_tiny", seed=3), num_classes=3,
+                                     task="multilabel")
+    losses = _fit(multi_label, features, labels)
+    assert isinstance(multi_label.loss, ZLPRLoss)
     assert losses[-1] < 0.5 * losses[0]
     predicted = (multi_label(features).numpy() > 0).astype("float32")
     assert (predicted == labels).mean() > 0.9
 
     tagger = TokenClassifier(Encoder.from_preset("bert_tiny", seed=4), num_classes=2)
     tags = (features["input_word_ids"] % 2).astype("int32")
-    losses = _fit(tagger, features, tags,
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    losses = _fit(tagger, features, tags)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -153,6 +155,7 @@ def test_regression_and_multi_label_and_token_heads_train():
     "build",
     [
         lambda: SequenceClassifier(Encoder.from_preset("distilbert_tiny"), 3, hidden_dim=64),
+        lambda: SequenceClassifier(Encoder.from_preset("bert_tiny"), 1, task="multilabel"),
         lambda: TokenClassifier(Encoder.from_preset("bert_tiny"), 5),
         lambda: SpanQuestionAnswerer(Encoder.from_preset("albert_tiny")),
         lambda: MultipleChoiceClassifier(Encoder.from_preset("bert_tiny"), 2),
@@ -173,6 +176,7 @@ def test_task_models_round_trip_through_keras_files(build, tmp_path):
     restored = keras.saving.load_model(path)
     assert type(restored) is type(model)
     assert restored.get_config() == model.get_config()
+    assert restored.task == model.task  # a one-label multi-label model stays one
     for ours, theirs in zip(tf.nest.flatten(restored(features)), tf.nest.flatten(expected)):
         np.testing.assert_array_equal(ours, theirs)
 

@@ -33,7 +33,7 @@ def test_all_memory_options_together_with_xla():
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(
         optimizer=AdaFactor(learning_rate=1e-3, relative_step=False,
-                            multiply_by_parameter_scale=False, beta1=0.9,
+                            multiply_by_parameter_scale=False, beta_1=0.9,
                             momentum_dtype="bfloat16", gradient_accumulation_steps=2),
         loss={"mlm_logits": loss, "sop_logits": loss},
         jit_compile=True,

@@ -15,7 +15,7 @@ from keras_albert import Encoder
 from keras_albert.models import PretrainingModel
 from keras_albert.tokenizers import SentencePieceTokenizer, WordPieceTokenizer
 from keras_albert.optimizers import create_optimizer
-from keras_albert.training.finetune import build_task_model, compile_for_task
+from keras_albert.models.task_kinds import task_model
 from keras_albert.training.pretrain import compile_pretrainer, pretrain
 from keras_albert.training.pretraining_data import pretraining_dataset
 from keras_albert.training.strategy import resolve_strategy
@@ -88,7 +88,7 @@ def test_pretraining_loss_falls_on_real_corpus(corpus_tokenizer, tmp_path):
     assert history["loss"][-1] < history["loss"][0]
     assert summary["tokens_per_second"] > 0
     # What a user gets back: a model that reloads, its vocabulary, TensorBoard logs.
-    reloaded = keras.saving.load_model(tmp_path / "pretrainer.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
     assert reloaded.count_params() == model.count_params()
     assert (tmp_path / "spiece.model").exists()
     assert any(name.startswith("events") for _, _, files in os.walk(tmp_path / "logs")
@@ -126,8 +126,8 @@ def test_token_and_span_tasks_train_with_fit(task):
         ids[(ids == 9) & (np.arange(12) != start[:, None] + 3)] = 8
         y = {"start_logits": start.astype("int32"), "end_logits": (start + 3).astype("int32")}
     encoder = Encoder.from_preset("bert_tiny", vocabulary_size=200, dropout=0.0, seed=0)
-    model = build_task_model(encoder, task, num_classes=2 if task == "token" else None)
-    compile_for_task(model, task, keras.optimizers.Adam(3e-3), num_classes=2)
+    model = task_model(encoder, task, num_classes=2 if task == "token" else None)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=False)  # the task's loss
     history = model.fit(x, y, batch_size=16, epochs=12, verbose=0).history
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     if task == "token":
@@ -142,9 +142,9 @@ def test_token_and_span_tasks_train_with_fit(task):
 def test_bad_task_arguments():
     encoder = Encoder.from_preset("bert_tiny", vocabulary_size=100)
     with pytest.raises(ValueError, match="Unknown task"):
-        build_task_model(encoder, "ner")
+        task_model(encoder, "ner")
     with pytest.raises(ValueError, match="num_classes"):
-        build_task_model(encoder, "classification", num_classes=1)
+        task_model(encoder, "classification", num_classes=1)
 
 
 def test_strategy_helper():

@@ -1,4 +1,6 @@
-"""The streaming MLM + SOP pretraining data (`keras_albert.training.pretraining_data`, `keras_albert.training.corpus`).
+"""The streaming MLM + SOP pretraining data (`keras_albert.training.masking`,
+`keras_albert.training.pretraining_examples`, `keras_albert.training.pretraining_data`,
+`keras_albert.training.corpus`).
 
 Real vocabularies and text from the shared data folder; statistics are checked against
 the definitions (recomputed here from the vocabulary), not against numbers the code
@@ -13,7 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_albert.training import masking
 from keras_albert.training import pretraining_data as pd
+from keras_albert.training import pretraining_examples
 from keras_albert.training.corpus import default_corpus_documents, iter_documents, write_corpus_file
 
 
@@ -89,7 +93,7 @@ def _original_ids(x, y, w):
 @pytest.mark.parametrize("wordpiece", [False, True], ids=["sentencepiece", "wordpiece"])
 def test_mask_statistics(wordpiece, sp_tokenizer, wp_tokenizer, prose_sentences):
     tokenizer = wp_tokenizer if wordpiece else sp_tokenizer
-    tables = pd.masking_tables(tokenizer)
+    tables = masking.masking_tables(tokenizer)
     specials = _specials(tokenizer)
     word_start = _word_starts_from_vocabulary(tokenizer, wordpiece)
     stream = np.concatenate(_tokenize(tokenizer, prose_sentences))
@@ -106,7 +110,7 @@ def test_mask_statistics(wordpiece, sp_tokenizer, wp_tokenizer, prose_sentences)
             [tokenizer.sep_id],
             np.full(seq_length - real_length - 3, tokenizer.pad_id),
         ]).astype(np.int32)
-        masked, positions, labels = pd.mask_tokens(
+        masked, positions, labels = masking.mask_tokens(
             sequence, rng, max_predictions=max_predictions, **tables)
 
         assert masked.shape == sequence.shape
@@ -152,7 +156,7 @@ def test_ngram_span_lengths(sp_tokenizer):
     used up. Those effects are small on long sequences with a low mask rate, where
     this checks the draw itself.
     """
-    tables = pd.masking_tables(sp_tokenizer)
+    tables = masking.masking_tables(sp_tokenizer)
     vocabulary = sp_tokenizer.get_vocabulary()
     # Multi-piece words too: "▁" starts, then 0-2 continuation pieces.
     starts = np.array([i for i, t in enumerate(vocabulary) if t.startswith("\u2581")
@@ -167,7 +171,7 @@ def test_ngram_span_lengths(sp_tokenizer):
         tokens[np.cumsum(pieces_per_word) - pieces_per_word] = rng.choice(starts, 3000)
         sequence = np.concatenate([[sp_tokenizer.cls_id], tokens, [sp_tokenizer.sep_id]])
         word_start = tables["word_start"][sequence]
-        _, positions, _, spans = pd.mask_tokens(
+        _, positions, _, spans = masking.mask_tokens(
             sequence, rng, mask_rate=0.03, max_predictions=10**6, return_spans=True,
             **tables)
         chosen = np.zeros(len(sequence), bool)
@@ -185,24 +189,24 @@ def test_ngram_span_lengths(sp_tokenizer):
         assert abs(counts[n] / total - expected) <= 0.03, (n, counts[n] / total)
 
     # max_ngram=1 masks single words only.
-    _, _, _, spans = pd.mask_tokens(sequence, rng, max_ngram=1, max_predictions=10**6,
-                                    return_spans=True, **tables)
+    _, _, _, spans = masking.mask_tokens(sequence, rng, max_ngram=1, max_predictions=10**6,
+                                         return_spans=True, **tables)
     assert {n for _, _, n in spans} == {1}
 
 
 def test_word_start_table_and_specials(sp_tokenizer, wp_tokenizer):
     for tokenizer, wordpiece in ((sp_tokenizer, False), (wp_tokenizer, True)):
-        table = pd.word_start_table(tokenizer)
+        table = masking.word_start_table(tokenizer)
         assert table.dtype == bool and table.shape == (tokenizer.vocabulary_size,)
         expected = _word_starts_from_vocabulary(tokenizer, wordpiece)
         specials = sorted(_specials(tokenizer))
-        assert pd.special_id_set(tokenizer) == set(specials)
+        assert masking.special_id_set(tokenizer) == set(specials)
         assert table[specials].all()
         others = np.setdiff1d(np.arange(len(table)), specials)
         np.testing.assert_array_equal(table[others], expected[others])
         assert 0 < table.mean() < 1
-    assert not pd.word_start_table(wp_tokenizer)[wp_tokenizer.token_to_id("##ing")]
-    assert pd.word_start_table(sp_tokenizer)[sp_tokenizer.token_to_id("\u2581the")]
+    assert not masking.word_start_table(wp_tokenizer)[wp_tokenizer.token_to_id("##ing")]
+    assert masking.word_start_table(sp_tokenizer)[sp_tokenizer.token_to_id("\u2581the")]
 
 
 def test_truncate_pair_matches_albert():
@@ -212,7 +216,7 @@ def test_truncate_pair_matches_albert():
         a, b = list(range(length_a)), list(range(100, 100 + length_b))
         while len(a) + len(b) > budget:
             (a if len(a) > len(b) else b).pop()
-        first, second = pd._truncate_pair(
+        first, second = pretraining_examples._truncate_pair(
             np.arange(length_a), np.arange(100, 100 + length_b), budget, rng)
         assert (len(first), len(second)) == (len(a), len(b))
         # What is left is a contiguous piece of each segment.

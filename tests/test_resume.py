@@ -1,10 +1,10 @@
 """Exact resumption: a training process killed with SIGKILL mid-epoch and started
 again with `--resume` ends with the weights of an uninterrupted run.
 
-- The data stream (`keras_albert.training.resume.task_stream`): a stream started at step `s` is
-  the tail of the one started at 0, batch for batch, and every epoch holds every
-  example exactly once. So a run that resumes at step `s` sees every example exactly
-  as often as an uninterrupted one.
+- The data stream (`keras_albert.training.resumable_streams.task_stream`): a stream
+  started at step `s` is the tail of the one started at 0, batch for batch, and every
+  epoch holds every example exactly once. So a run that resumes at step `s` sees every
+  example exactly as often as an uninterrupted one.
 - `keras-albert finetune` on real SST-2 rows, killed (SIGKILL) right after a
   mid-epoch checkpoint and restarted with `--resume`: final weights equal the
   uninterrupted run's (<= 1e-6). Dropout is on (the RNG state is in the checkpoint),
@@ -136,8 +136,9 @@ def _tf_configs(count=2):
 
 def test_task_stream_resumes_batch_for_batch_and_covers_every_example(sst2_rows, vocab):
     from keras_albert.tokenizers import Preprocessor, WordPieceTokenizer
-    from keras_albert.training.resume import task_stream
-    from keras_albert.training.task_data import encode_texts, load_task_file
+    from keras_albert.training.resumable_streams import task_stream
+    from keras_albert.training.task_dataset import encode_texts
+    from keras_albert.training.task_files import load_task_file
 
     data = load_task_file(str(sst2_rows))
     preprocessor = Preprocessor(WordPieceTokenizer(str(vocab)), seq_length=32)
@@ -223,12 +224,13 @@ def _interrupt_at(step):
 def _tiny_classifier_run(data, preprocessor, output, **kwargs):
     from keras_albert import Encoder
     from keras_albert.optimizers import create_optimizer
-    from keras_albert.training.finetune import build_task_model, finetune
+    from keras_albert.models.task_kinds import task_model
+    from keras_albert.training.finetune import finetune
 
     keras.utils.set_random_seed(1)
     encoder = Encoder.from_preset("bert_tiny", vocabulary_size=preprocessor.tokenizer
                                   .vocabulary_size, seed=1)
-    model = build_task_model(encoder, "classification", 2)
+    model = task_model(encoder, "classification", 2)
     summary = finetune(model, preprocessor, data, str(output),
                        lambda n: create_optimizer("adamw", 2e-3, total_steps=n, warmup_steps=3),
                        epochs=2, batch_size=16, seed=2, checkpoint_every=5, verbose=0,
@@ -241,8 +243,8 @@ def test_a_wrong_data_position_is_visible(sst2_rows, vocab, tmp_path, monkeypatc
     BackupAndRestore does) ends far from the uninterrupted weights: the 1e-6 equality
     above can only hold when the resumed run saw the same batches."""
     from keras_albert.tokenizers import Preprocessor, WordPieceTokenizer
-    from keras_albert.training import resume
-    from keras_albert.training.task_data import load_task_file
+    from keras_albert.training import resumable_streams, resume
+    from keras_albert.training.task_files import load_task_file
 
     data = load_task_file(str(sst2_rows)).subset(np.arange(160))
     preprocessor = Preprocessor(WordPieceTokenizer(str(vocab)), seq_length=32)
@@ -259,7 +261,7 @@ def test_a_wrong_data_position_is_visible(sst2_rows, vocab, tmp_path, monkeypatc
 
     backup = tmp_path / "run" / "backup"
     shutil.copytree(backup, tmp_path / "backup-copy")
-    original = resume.task_stream
+    original = resumable_streams.task_stream
     wrong_positions = {
         "one batch late": lambda step: step + 1,
         "the epoch restarted (Keras's BackupAndRestore)": lambda step: step - step % 12,
@@ -303,8 +305,8 @@ def test_pretrain_command_with_adafactor_resumes_exactly(data_dir, vocab, tmp_pa
     _finish(reference)
     resumed = _finish(_start(args(killed_dir, "--resume")))
     assert resumed["resumed_at_step"] >= step and resumed["resumed_at_step"] % 10
-    difference = _max_difference(_weights(reference_dir / "pretrainer.keras"),
-                                 _weights(killed_dir / "pretrainer.keras"))
+    difference = _max_difference(_weights(reference_dir / "model.keras"),
+                                 _weights(killed_dir / "model.keras"))
     print(f"pretrain: killed after the checkpoint of step {step}, resumed at "
           f"{resumed['resumed_at_step']} of 40: max |difference| {difference:.3g}")
     assert difference <= 1e-6, difference

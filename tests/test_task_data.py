@@ -1,4 +1,5 @@
-"""Tests of keras_albert.training.task_data (fine-tuning files -> bucketed tf.data) and keras_albert.metrics.
+"""Tests of the fine-tuning data modules of keras_albert.training (task_files, task_labels,
+tfds_tasks, length_buckets, task_dataset: files -> bucketed tf.data) and keras_albert.metrics.
 
 References: the shared GLUE / IMDB files read with plain Python string splitting (or
 the csv module's default quoting for the CSV-quoted RTE), the `Preprocessor` itself for
@@ -22,15 +23,15 @@ from keras_albert.models import SequenceClassifier
 from keras_albert.tokenizers import Preprocessor
 from keras_albert.tokenizers import WordPieceTokenizer
 from keras_albert import metrics as task_metrics
-from keras_albert.training import task_data
-from keras_albert.training.task_data import batch_widths
-from keras_albert.training.task_data import choose_bucket_boundaries
-from keras_albert.training.task_data import load_task_file
-from keras_albert.training.task_data import load_tfds
-from keras_albert.training.task_data import padding_efficiency
-from keras_albert.training.task_data import restore_order
-from keras_albert.training.task_data import steps_per_epoch
-from keras_albert.training.task_data import task_dataset
+from keras_albert.training import tfds_tasks
+from keras_albert.training.length_buckets import choose_bucket_boundaries
+from keras_albert.training.task_dataset import batch_widths
+from keras_albert.training.task_dataset import padding_efficiency
+from keras_albert.training.task_dataset import restore_order
+from keras_albert.training.task_dataset import steps_per_epoch
+from keras_albert.training.task_dataset import task_dataset
+from keras_albert.training.task_files import load_task_file
+from keras_albert.training.tfds_tasks import load_tfds
 
 
 SEQ_LENGTH = 128
@@ -247,7 +248,7 @@ def test_load_tfds_reads_a_prepared_dataset(monkeypatch, tmp_path):
     def prepared(module, name, data_dir, timeout):
         return module.builder(name, data_dir=data_dir), True
 
-    monkeypatch.setattr(task_data, "_tfds_prepared", prepared)
+    monkeypatch.setattr(tfds_tasks, "_tfds_prepared", prepared)
     with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
         mrpc = load_tfds("glue/mrpc", "train", data_dir=str(tmp_path))
         stsb = load_tfds("glue/stsb", "validation", data_dir=str(tmp_path))

@@ -1,4 +1,4 @@
-"""`keras-albert bench train`: time and memory of a pretraining-style training step.
+"""`keras-albert bench train` (its options: `keras_albert.cli.model_commands`): time and memory of a pretraining-style training step.
 
 Each configuration runs in a fresh Python process, so peak memory is that
 configuration's alone. The step is ALBERT's: masked-LM (15% of positions) plus
@@ -134,29 +134,6 @@ def run_isolated(config, timeout=3600):
             message.insert(0, "out of memory or killed")
         return dict(config, error=" | ".join(message))
     return json.loads(lines[-1])
-
-
-def _csv(kind):
-    return lambda text: [kind(item) for item in text.split(",")]
-
-
-def add_arguments(parser):
-    parser.add_argument("--preset", type=_csv(str), default=["albert_base"],
-                        help="preset name(s), comma-separated")
-    parser.add_argument("--batch", type=_csv(int), default=[8], help="batch size(s)")
-    parser.add_argument("--seq", type=_csv(int), default=[128], help="sequence length(s)")
-    parser.add_argument("--remat", type=_csv(str), default=["none"],
-                        help="none, selective, full or every_k (comma-separated to compare)")
-    parser.add_argument("--precision", type=_csv(str), default=["float32"],
-                        help=f"one or more of {', '.join(PRECISIONS)}")
-    parser.add_argument("--optimizer", type=_csv(str), default=["adam"],
-                        help="adam, adamw, lamb or adafactor (comma-separated)")
-    parser.add_argument("--accumulation", type=int, default=None,
-                        help="gradient accumulation steps (>= 2)")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps")
-    parser.add_argument("--xla", action="store_true", help="jit_compile=True")
-    parser.add_argument("--json", action="store_true", help="print one JSON list")
 
 
 def configurations(args):

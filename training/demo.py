@@ -109,17 +109,22 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
     max_documents = settings["max_documents"]
     import keras
 
-    from keras_albert.conversion.huggingface import write_tokenizer
     from keras_albert.export import export_for_serving
+    from keras_albert.models import Distiller, student_from_teacher
     from keras_albert.models.encoder import Encoder
     from keras_albert.models.tasks import PretrainingModel
     from keras_albert.tokenizers import Preprocessor, SentencePieceTokenizer
     from keras_albert.optimizers import create_optimizer
     from keras_albert.training.callbacks import Throughput, peak_rss_mib
     from keras_albert.training.corpus import default_corpus_documents, iter_documents
-    from keras_albert.training.distill import Distiller, student_from_teacher
-    from keras_albert.training.pretrain import compile_pretrainer, evaluate_pretrainer, fixed_batches, pretrain
+    from keras_albert.training.pretrain import (
+        compile_pretrainer,
+        evaluate_pretrainer,
+        fixed_batches,
+        pretrain,
+    )
     from keras_albert.training.pretraining_data import pretraining_dataset
+    from keras_albert.training.run_directory import RunDirectory
     from keras_albert.training.strategy import resolve_strategy
     from keras_albert.training.vocab import train_sentencepiece
 
@@ -202,10 +207,10 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
                   callbacks=[distill_throughput], shuffle=False)
     timings["distill_seconds"] = round(time.perf_counter() - t, 1)
     student_after = evaluate_pretrainer(student_model, eval_data)
-    student_dir = os.path.join(output_dir, "student")
-    os.makedirs(student_dir, exist_ok=True)
-    student_model.save(os.path.join(student_dir, "pretrainer.keras"))
-    write_tokenizer(tokenizer, student_dir)
+    RunDirectory(os.path.join(output_dir, "student"), strategy).start(tokenizer).finish(
+        student_model, {"params": int(student_encoder.count_params()),
+                        "steps": distill_steps, "before": student_before,
+                        "after": student_after})
 
     # 5. Export, then serve from a fresh process that imports only TF + tf_text.
     log("[5/6] exporting SavedModels and serving them from a fresh process")

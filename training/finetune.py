@@ -1,100 +1,30 @@
-"""Fine-tuning with `model.fit`: pick the task model, its loss and metrics, train, report.
+"""Fine-tuning with `model.fit`: build the task model, train, report.
 
-Tasks and what they train:
+The task kinds, their models and what their `compile()` trains with by default are
+one table, in `keras_albert.models.task_kinds`:
 
-| task             | model                                  | loss                       | metrics                     |
-|------------------|----------------------------------------|----------------------------|-----------------------------|
-| `classification` | `SequenceClassifier(num_classes)`      | sparse cross-entropy       | accuracy (+ F1, MCC if 2)   |
-| `regression`     | `SequenceClassifier(1)`                | mean squared error         | Pearson (Spearman at end)   |
-| `multilabel`     | `SequenceClassifier(num_labels)`       | ZLPR (`keras_albert.losses`)| micro F1                   |
-| `token`          | `TokenClassifier(num_classes)`         | sparse CE, label -100 ignored | accuracy on labelled tokens |
-| `span`           | `SpanQuestionAnswerer()`               | CE on start and end        | start / end accuracy        |
-
-    model = build_task_model(encoder, "classification", num_classes=2)
-    compile_for_task(model, "classification", create_optimizer("adamw", 5e-5, ...))
+    model = task_model(encoder, "classification", num_classes=2)
+    model.compile(optimizer=create_optimizer("adamw", 5e-5, ...))  # loss, metrics: auto
     model.fit(task_dataset(train, preprocessor, shuffle=True), epochs=3)
 
 `finetune(...)` below is that with a directory, checkpoints and exact resumption
-(`keras_albert.training.resume`): the batches come from `keras_albert.training.resume.task_stream`, whose epoch
-`e` is shuffled by `(seed, e)` alone, so a run killed mid-epoch and started again
+(`keras_albert.training.run_directory`): the batches come from
+`keras_albert.training.resumable_streams.task_stream`, whose epoch `e` is shuffled by `(seed, e)` alone, so a run killed mid-epoch and started again
 continues with exactly the batches it would have seen.
 """
 
-import json
-import os
-import time
-
 import keras
 
-from keras_albert.conversion.huggingface import write_tokenizer
-from keras_albert.losses import ZLPRLoss
-from keras_albert.metrics import IGNORE_LABEL
-from keras_albert.models.tasks import SequenceClassifier, SpanQuestionAnswerer, TokenClassifier
-from keras_albert.training.callbacks import peak_rss_mib, standard_callbacks
-from keras_albert.training.resume import make_checkpoint, resumable_fit, task_stream
-from keras_albert.training.strategy import DistributionPlan, remove_worker_dir, worker_output_dir
-
-TASKS = ("classification", "regression", "multilabel", "token", "span")
-
-
-def _check_task(task):
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}; expected one of {TASKS}.")
-
-
-def build_task_model(encoder, task, num_classes=None, dropout=0.1, pooling="pooled"):
-    """The task model for `task` on top of `encoder` (see the module docstring);
-    `pooling` is the sequence classifier's (`SequenceClassifier`)."""
-    _check_task(task)
-    if task == "span":
-        return SpanQuestionAnswerer(encoder)
-    if task == "regression":
-        return SequenceClassifier(encoder, num_classes=1, dropout=dropout, pooling=pooling)
-    if not num_classes or num_classes < 2 and task != "multilabel":
-        raise ValueError(f"task={task!r} needs num_classes >= 2; got {num_classes}.")
-    if task == "token":
-        return TokenClassifier(encoder, num_classes=num_classes, dropout=dropout)
-    return SequenceClassifier(encoder, num_classes=num_classes, dropout=dropout,
-                              pooling=pooling)
-
-
-def task_loss_and_metrics(task, num_classes=None):
-    """`(loss, metrics)` for `model.compile` (Keras objects; see the module docstring)."""
-    from keras_albert import metrics as task_metrics
-
-    _check_task(task)
-    if task in ("classification", "regression", "multilabel"):
-        loss = {
-            "classification": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            "regression": keras.losses.MeanSquaredError(),
-            "multilabel": ZLPRLoss(),
-        }[task]
-        return loss, task_metrics.task_metrics(task, num_classes or 2)
-    if task == "token":
-        loss = keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True, ignore_class=IGNORE_LABEL
-        )
-        return loss, [task_metrics.TokenAccuracy(name="accuracy")]
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    accuracy = {
-        "start_logits": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
-        "end_logits": [keras.metrics.SparseCategoricalAccuracy("accuracy")],
-    }
-    return {"start_logits": loss, "end_logits": loss}, accuracy
-
-
-def compile_for_task(model, task, optimizer, num_classes=None, jit_compile=False,
-                     steps_per_execution=1):
-    loss, metrics = task_loss_and_metrics(task, num_classes)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit_compile,
-                  steps_per_execution=steps_per_execution)
-    return model
+from keras_albert.training.callbacks import peak_rss_mib
+from keras_albert.training.resumable_streams import task_stream
+from keras_albert.training.run_directory import RunDirectory
+from keras_albert.training.strategy import DistributionPlan
 
 
 def predict_task(model, data, preprocessor, batch_size=64):
     """Logits for every example of `data`, in the data's order (batches are sorted
     by length for speed, then put back)."""
-    from keras_albert.training.task_data import restore_order, task_dataset
+    from keras_albert.training.task_dataset import restore_order, task_dataset
 
     dataset, order = task_dataset(data, preprocessor, batch_size=batch_size,
                                   sort_by_length=True)
@@ -125,16 +55,18 @@ def fit_on_task_stream(
     Plans the steps (`max_steps` caps them in all, spread over `epochs`), then calls
     `compile_model(optimizer, steps_per_execution)`, where `optimizer` is a Keras
     optimizer or a callable that takes the number of steps and returns one (so that a
-    schedule ends where training does); writes the tokenizer to the worker's output directory; fits on
-    `keras_albert.training.resume.task_stream` batches (global `batch_size`) with checkpoints in
-    `output_dir/backup` and exact resumption (`resume`, `checkpoint_every`: see
-    `keras_albert.training.resume.make_checkpoint`), TensorBoard logs and `extra_callbacks`,
-    validating on `eval_data` after each epoch. Returns a dict: `work_dir` (where this
-    worker writes; delete it with `remove_worker_dir` when done), `epochs`, `steps`,
-    `resumed_at_step`, `replicas`, `train_seconds`, `real_tokens_per_second`, `history`.
+    schedule ends where training does); starts the run directory
+    (`keras_albert.training.run_directory`: the tokenizer first); fits on
+    `keras_albert.training.resumable_streams.task_stream` batches (global `batch_size`)
+    with checkpoints in `output_dir/backup` and exact resumption (`resume`,
+    `checkpoint_every`: see `keras_albert.training.resume.make_checkpoint`),
+    TensorBoard logs and `extra_callbacks`, validating on `eval_data` after each
+    epoch. Returns a dict: `run_directory` (call its `finish(model, summary)` when
+    done), `epochs`, `steps`, `resumed_at_step`, `replicas`, `train_seconds`,
+    `real_tokens_per_second`, `history`.
     """
     from keras_albert.training.pretrain import epoch_plan
-    from keras_albert.training.task_data import task_dataset
+    from keras_albert.training.task_dataset import task_dataset
 
     strategy = model.distribute_strategy
     plan = DistributionPlan(strategy, batch_size, steps_per_execution)
@@ -152,10 +84,8 @@ def fit_on_task_stream(
     if eval_data is not None:
         validation = plan.prepare(task_dataset(eval_data, preprocessor,
                                                batch_size=2 * batch_size))
-    work_dir = worker_output_dir(output_dir, strategy)
-    os.makedirs(work_dir, exist_ok=True)
-    write_tokenizer(preprocessor.tokenizer, work_dir)
-    checkpoint = make_checkpoint(output_dir, resume, checkpoint_every, run={
+    run_directory = RunDirectory(output_dir, strategy).start(preprocessor.tokenizer)
+    checkpoint = run_directory.checkpoint(resume, checkpoint_every, run={
         "global_batch": batch_size, "seed": seed, "steps_per_epoch": steps_per_epoch,
         "total_steps": total_steps, "train_examples": len(train_data)})
 
@@ -163,39 +93,23 @@ def fit_on_task_stream(
         return plan.prepare(task_stream(train_data, preprocessor, batch_size, seed=seed,
                                         start_step=step, end_step=total_steps))
 
-    start = time.perf_counter()
-    history = resumable_fit(
-        model, dataset_from_step, epochs, steps_per_epoch, checkpoint,
-        callbacks=standard_callbacks(work_dir, resume=False, strategy=strategy)
-        + list(extra_callbacks),
-        validation_data=validation,
-        verbose=verbose,
-        shuffle=False,  # the stream shuffles itself
-    )
-    seconds = time.perf_counter() - start
-    resumed_at = checkpoint.start_step if checkpoint else 0
+    fitted = run_directory.fit(model, dataset_from_step, epochs, steps_per_epoch, checkpoint,
+                               callbacks=extra_callbacks, validation_data=validation,
+                               verbose=verbose)
+    seconds, resumed_at = fitted["train_seconds"], fitted["resumed_at_step"]
     # Real (non-padding) tokens per second over this process's fit (tracing and the
     # per-epoch validation included, so a lower bound).
     real_tokens = real_tokens_per_epoch * (total_steps - resumed_at) / epoch_batches
     return {
-        "work_dir": work_dir,
+        "run_directory": run_directory,
         "epochs": epochs,
         "steps": total_steps,
         "resumed_at_step": resumed_at,
         "replicas": plan.num_replicas,
-        "train_seconds": round(seconds, 1),
+        "train_seconds": seconds,
         "real_tokens_per_second": round(real_tokens / seconds, 1) if seconds else None,
-        "history": {key: [float(v) for v in values] for key, values in history.items()},
+        "history": fitted["history"],
     }
-
-
-def save_run(model, summary, work_dir, output_dir):
-    """Writes `model.keras` and `summary.json` to `work_dir`, then drops a non-chief
-    worker's scratch directory."""
-    model.save(os.path.join(work_dir, "model.keras"))
-    with open(os.path.join(work_dir, "summary.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-    remove_worker_dir(work_dir, output_dir)
 
 
 def finetune(
@@ -216,13 +130,15 @@ def finetune(
     checkpoint_every=None,
     steps_per_execution=1,
 ):
-    """Fine-tunes a task model on `train_data` (a `keras_albert.training.task_data.TaskData`).
+    """Fine-tunes a task model on `train_data` (a `keras_albert.training.task_records.TaskData`).
 
-    Compiles `model` for the data's task, trains with length-bucketed batches
-    (validating on `eval_data` after each epoch), evaluates on `eval_data` with
-    `keras_albert.metrics.evaluate_predictions` (accuracy, F1, MCC, Pearson, Spearman as
-    the task has them), and writes `output_dir/model.keras`, the tokenizer's
-    vocabulary, TensorBoard logs and `summary.json`. Returns the summary dict.
+    Compiles `model` (a task model of the data's kind, e.g. from
+    `keras_albert.models.task_kinds.task_model`) with its own loss and metrics, trains
+    with length-bucketed batches (validating on `eval_data` after each epoch),
+    evaluates on `eval_data` with `keras_albert.metrics.evaluate_predictions`
+    (accuracy, F1, MCC, Pearson, Spearman as the task has them), and writes
+    `output_dir/model.keras`, the tokenizer's vocabulary, TensorBoard logs and
+    `summary.json`. Returns the summary dict.
 
     `optimizer` is a Keras optimizer, or a callable taking the number of training
     steps and returning one (so a schedule ends exactly where training does).
@@ -240,10 +156,14 @@ def finetune(
     from keras_albert.metrics import evaluate_predictions
 
     task = train_data.task
+    if getattr(model, "task", task) != task:
+        raise ValueError(f"The model is for task {model.task!r} but the data is for "
+                         f"{task!r}; build it with `task_model(encoder, {task!r}, ...)`.")
 
     def compile_model(chosen_optimizer, steps_per_execution):
-        compile_for_task(model, task, chosen_optimizer, train_data.num_classes,
-                         jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        # The task model's own loss and metrics ("auto"; see `task_kinds`).
+        model.compile(optimizer=chosen_optimizer, jit_compile=jit_compile,
+                      steps_per_execution=steps_per_execution)
 
     run = fit_on_task_stream(
         model, compile_model, optimizer, train_data, preprocessor, output_dir, epochs=epochs,
@@ -251,7 +171,7 @@ def finetune(
         resume=resume, checkpoint_every=checkpoint_every,
         steps_per_execution=steps_per_execution, extra_callbacks=extra_callbacks,
         verbose=verbose)
-    work_dir = run.pop("work_dir")
+    run_directory = run.pop("run_directory")
     history = run.pop("history")
     summary = {
         "task": task,
@@ -268,5 +188,5 @@ def finetune(
         logits = predict_task(model, eval_data, preprocessor)
         summary["eval"] = evaluate_predictions(task, logits, eval_data.labels)
         summary["eval_examples"] = len(eval_data)
-    save_run(model, summary, work_dir, output_dir)
+    run_directory.finish(model, summary)
     return summary

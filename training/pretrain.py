@@ -16,17 +16,15 @@ and `sop_logits_accuracy`.
 summary.
 """
 
-import json
 import os
-import time
 
 import keras
 
-from keras_albert.conversion.huggingface import write_tokenizer
 from keras_albert.models.tasks import PretrainingModel
-from keras_albert.training.callbacks import Throughput, peak_rss_mib, standard_callbacks
-from keras_albert.training.resume import make_checkpoint, replayable, resumable_fit
-from keras_albert.training.strategy import prepare_dataset, remove_worker_dir, worker_output_dir
+from keras_albert.training.callbacks import Throughput, peak_rss_mib
+from keras_albert.training.resumable_streams import replayable
+from keras_albert.training.run_directory import RunDirectory
+from keras_albert.training.strategy import prepare_dataset
 
 MLM_ACCURACY = "mlm_logits_accuracy"
 SOP_ACCURACY = "sop_logits_accuracy"
@@ -128,17 +126,18 @@ def pretrain(
 
     `train_dataset` is a dataset, or better a zero-argument callable returning a fresh
     one (e.g. `lambda: pretraining_dataset(...)`): every iterator Keras opens then
-    replays a new pipeline from the current global step (`keras_albert.training.resume.replayable`),
-    so a resumed run trains on exactly the batches an uninterrupted one would have.
-    A dataset object is skipped in place instead, which is exact only if its order
-    does not depend on earlier iterators: `pretraining_dataset`'s corpus epochs and
-    shuffle advance with every iterator opened on the object, including the one
-    Keras's `fit` opens under a strategy to build the model.
+    replays a new pipeline from the current global step
+    (`keras_albert.training.resumable_streams.replayable`), so a resumed run trains on
+    exactly the batches an uninterrupted one would have. A dataset object is skipped
+    in place instead, which is exact only if its order does not depend on earlier
+    iterators: `pretraining_dataset`'s corpus epochs and shuffle advance with every
+    iterator opened on the object, including the one Keras's `fit` opens under a
+    strategy to build the model.
 
     Writes `output_dir/logs` (TensorBoard), `output_dir/backup` (checkpoints at the end
     of every epoch and every `checkpoint_every` steps, with the optimizer state, the
     step and the RNG state; removed after a successful run; see
-    `keras_albert.training.resume.make_checkpoint` for `resume`), `pretrainer.keras`, the
+    `keras_albert.training.resume.make_checkpoint` for `resume`), `model.keras`, the
     tokenizer's vocabulary and `summary.json` (accuracies before and after, tokens/s,
     peak memory). `run` (a dict of settings) guards the checkpoint against being
     resumed by a run with other settings. Under `MultiWorkerMirroredStrategy` only
@@ -147,19 +146,16 @@ def pretrain(
     import tensorflow as tf
 
     strategy = model.distribute_strategy
-    work_dir = worker_output_dir(output_dir, strategy)
-    os.makedirs(work_dir, exist_ok=True)
-    if tokenizer is not None:  # first: a resumed run finds the vocabulary it trained with
-        write_tokenizer(tokenizer, work_dir)
+    run_directory = RunDirectory(output_dir, strategy).start(tokenizer)
     epochs, steps_per_epoch = epoch_plan(steps, steps_per_epoch)
     if eval_dataset is not None:
         # The same held-out batches (same masks) before and after training.
         eval_dataset = fixed_batches(eval_dataset, eval_steps)
-    before = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
-    throughput = Throughput(tokens_per_batch or 0)
-    checkpoint = make_checkpoint(output_dir, resume, checkpoint_every, run={
+    checkpoint = run_directory.checkpoint(resume, checkpoint_every, run={
         "steps": int(epochs * steps_per_epoch), "steps_per_epoch": int(steps_per_epoch),
         **(run or {})})
+    before = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
+    throughput = Throughput(tokens_per_batch or 0)
 
     def dataset_from_step(step):
         if isinstance(train_dataset, tf.data.Dataset):
@@ -168,34 +164,24 @@ def pretrain(
             dataset = replayable(train_dataset, step)
         return prepare_dataset(matching_outputs(dataset, model), strategy)
 
-    # Throughput first: callbacks share one logs dict in order, so TensorBoard then
-    # records tokens/s too.
-    callbacks = [throughput] + standard_callbacks(work_dir, resume=False, strategy=strategy) \
-        + list(extra_callbacks)
-    start = time.perf_counter()
-    history = resumable_fit(
+    fitted = run_directory.fit(
         model, dataset_from_step, epochs, steps_per_epoch, checkpoint,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # the dataset shuffles itself
-    )
-    seconds = time.perf_counter() - start
+        # Throughput first: callbacks share one logs dict in order, so TensorBoard then
+        # records tokens/s too.
+        first_callbacks=[throughput], callbacks=extra_callbacks, verbose=verbose)
     after = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
-    model.save(os.path.join(work_dir, "pretrainer.keras"))
     summary = {
         "params": int(model.encoder.count_params()),
         "steps": int(epochs * steps_per_epoch),
-        "resumed_at_step": checkpoint.start_step if checkpoint else 0,
-        "train_seconds": round(seconds, 1),
+        "resumed_at_step": fitted["resumed_at_step"],
+        "train_seconds": fitted["train_seconds"],
         "tokens_per_second": round(throughput.tokens_per_second, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "before": before,
         "after": after,
-        "history": {key: [float(v) for v in values] for key, values in history.items()},
+        "history": fitted["history"],
     }
-    with open(os.path.join(work_dir, "summary.json"), "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=2)
-    remove_worker_dir(work_dir, output_dir)
+    run_directory.finish(model, summary)
     return summary
 
 
@@ -205,3 +191,87 @@ def new_pretrainer(preset, vocabulary_size, sentence_order=True, **overrides):
 
     encoder = Encoder.from_preset(preset, vocabulary_size=vocabulary_size, **overrides)
     return PretrainingModel(encoder, sentence_order=sentence_order)
+
+
+def pretrain_on_corpus(corpus, output_dir, optimizer, preset="albert_base", vocab=None,
+                       vocab_size=30000, seq_length=128, batch_size=64, steps=10000,
+                       steps_per_epoch=1000, max_predictions=None, sentence_order=True,
+                       eval_steps=20, seed=0, strategy=None, steps_per_execution=1,
+                       jit_compile=False, resume=True, checkpoint_every=None,
+                       verbose="auto", **overrides):
+    """`keras-albert pretrain` from Python: text files in, a run directory out.
+
+    Reads `corpus` (text files, `.gz` ok: one sentence a line, blank lines between
+    documents), trains a SentencePiece vocabulary of `vocab_size` pieces unless
+    `vocab` names one, holds every 20th document out for evaluation, builds
+    `preset` (with `overrides`, e.g. `remat`, `dtype`, `num_layers`) as a
+    `PretrainingModel` in `strategy`'s scope, and runs `pretrain`. `optimizer` is a
+    Keras optimizer or a callable `total_steps -> optimizer`; `batch_size` is the
+    global batch. Returns the summary.
+
+        pretrain_on_corpus(["corpus.txt.gz"], "runs/albert", None, preset="albert_tiny",
+                           steps=100)  # None: AdaFactor, relative step
+    """
+    import sys
+
+    import tensorflow as tf
+
+    from keras_albert.conversion.pretrained import tokenizer_from_file
+    from keras_albert.optimizers import create_optimizer
+    from keras_albert.tokenizers import SentencePieceTokenizer
+    from keras_albert.training.corpus import iter_documents
+    from keras_albert.training.pretraining_data import pretraining_dataset
+    from keras_albert.training.strategy import DistributionPlan
+    from keras_albert.training.vocab import train_sentencepiece
+
+    strategy = strategy or tf.distribute.get_strategy()
+    os.makedirs(output_dir, exist_ok=True)
+    if vocab:
+        tokenizer = tokenizer_from_file(vocab)
+    else:
+        lines = (line for document in iter_documents(corpus) for line in document)
+        tokenizer = SentencePieceTokenizer(train_sentencepiece(lines, vocab_size))
+
+    def documents(held_out):
+        def read():
+            for index, document in enumerate(iter_documents(corpus)):
+                if (index % 20 == 19) == held_out:
+                    yield document
+        return read
+
+    plan = DistributionPlan(strategy, batch_size, steps_per_execution)
+    batch = plan.global_batch
+    max_predictions = max_predictions or max(1, round(seq_length * 0.15))
+    data = dict(tokenizer=tokenizer, seq_length=seq_length, batch_size=batch,
+                max_predictions=max_predictions, sop=sentence_order, repeat=True)
+
+    def train():
+        # A fresh pipeline: `pretrain` replays one for every iterator Keras opens, from
+        # the current global step, so every process and worker sees the same batches.
+        return pretraining_dataset(documents(False), seed=seed, **data)
+
+    train()  # checks the corpus before anything is built
+    try:
+        held_out = pretraining_dataset(documents(True), seed=seed + 1, **data)
+    except ValueError:  # a corpus of fewer than 20 documents holds nothing out
+        print("keras-albert pretrain: the corpus is too small to hold out documents; "
+              "no held-out evaluation.", file=sys.stderr)
+        held_out = None
+    epochs, steps_per_epoch = epoch_plan(steps, steps_per_epoch)
+    total_steps = epochs * steps_per_epoch
+    with strategy.scope():
+        if optimizer is None:
+            optimizer = create_optimizer("adafactor", None)
+        elif callable(optimizer) and not isinstance(optimizer, keras.optimizers.Optimizer):
+            optimizer = optimizer(total_steps)
+        model = new_pretrainer(preset, tokenizer.vocabulary_size,
+                               sentence_order=sentence_order, seed=seed, **overrides)
+        compile_pretrainer(model, optimizer, jit_compile=jit_compile,
+                           steps_per_execution=plan.steps_per_execution)
+    return pretrain(
+        model, train, output_dir, total_steps, steps_per_epoch=steps_per_epoch,
+        eval_dataset=held_out, eval_steps=eval_steps, tokenizer=tokenizer,
+        tokens_per_batch=batch * seq_length, verbose=verbose, resume=resume,
+        checkpoint_every=checkpoint_every,
+        run={"global_batch": batch, "seed": seed, "seq": seq_length},
+    )

@@ -3,7 +3,7 @@
 A directory holds `config.json` and the weights as `model.safetensors` (or shards
 listed in `model.safetensors.index.json`). `pytorch_model.bin` files are pickles,
 which can run arbitrary code when loaded, so they are read only with an explicit
-`allow_pickle=True`. Tensor names are the ones `transformers_weights.py` lists.
+`allow_pickle=True`. Tensor names are the ones `transformers_names.py` lists.
 """
 
 import json
@@ -13,12 +13,14 @@ import shutil
 import tempfile
 import threading
 
-from keras_albert.conversion.transformers_weights import (
+from keras_albert.conversion.transformers_config import (
     check_family,
-    model_parts,
+    transformers_config_from_encoder,
+)
+from keras_albert.conversion.transformers_names import model_parts
+from keras_albert.conversion.transformers_weights import (
     model_from_transformers,
     transformers_architecture,
-    transformers_config_from_encoder,
     transformers_state_dict,
 )
 

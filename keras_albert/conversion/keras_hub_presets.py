@@ -14,7 +14,8 @@ import pathlib
 import keras
 import numpy as np
 
-from keras_albert.conversion.transformers_weights import apply_overrides, assign_strictly
+from keras_albert.conversion.strict_loading import assign_strictly
+from keras_albert.conversion.transformers_config import apply_overrides
 from keras_albert.models.encoder import Encoder
 
 BACKBONES = {"AlbertBackbone": "albert", "BertBackbone": "bert",

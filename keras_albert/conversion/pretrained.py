@@ -1,7 +1,10 @@
-"""`from_pretrained` and `convert`: one entry point for every checkpoint format.
+"""`load`, `from_pretrained` and `convert`: one entry point for every model source.
 
-Sources, told apart by what they contain:
+Sources, told apart by what they contain (`source_format`):
 
+- preset names (`albert_base`): random weights, sized to a vocabulary file;
+- our own `.keras` files and the run directories `keras-albert pretrain | finetune |
+  distill` write (`model.keras` with `spiece.model` or `vocab.txt` beside it);
 - Hugging Face directories (`config.json` with a `model_type`, `model.safetensors`);
 - Hub ids `hf://owner/name[@revision]`, downloaded into the local Hub cache;
 - keras-hub presets (`config.json` with a `class_name`, `model.weights.h5`);
@@ -42,15 +45,35 @@ def _is_tf1_checkpoint(path):
     ) or any(path.glob("*.index"))
 
 
-def source_format(source):
-    """`"hub"`, `"huggingface"`, `"keras_hub"` or `"tf1"` for a `from_pretrained` source.
+def _keras_file(path):
+    """The `.keras` file `path` names, or the one a run directory holds, or None."""
+    if path.suffix == ".keras" and path.is_file():
+        return path
+    if path.is_dir() and not (path / "config.json").exists():
+        candidates = sorted(path.glob("*.keras"))
+        if len(candidates) > 1:
+            raise ValueError(f"{path} holds several .keras files "
+                             f"({', '.join(c.name for c in candidates)}); name one.")
+        return candidates[0] if candidates else None
+    return None
 
-    >>> source_format("hf://albert/albert-base-v2")
-    'hub'
+
+def source_format(source):
+    """What a model source is: `"preset"`, `"keras"` (a `.keras` file or a run
+    directory holding one), `"hub"`, `"huggingface"`, `"keras_hub"` or `"tf1"`.
+
+    >>> source_format("hf://albert/albert-base-v2"), source_format("albert_base")
+    ('hub', 'preset')
     """
+    from keras_albert.presets import PRESETS
+
+    if str(source) in PRESETS and not pathlib.Path(source).exists():
+        return "preset"
     if str(source).startswith(huggingface.HUB_SCHEME):
         return "hub"
     path = pathlib.Path(source)
+    if _keras_file(path) is not None:
+        return "keras"
     if path.is_dir() and (path / "config.json").exists():
         if keras_hub_presets.is_keras_hub_preset(path):
             return "keras_hub"
@@ -62,8 +85,9 @@ def source_format(source):
         if str(source).count("/") == 1 and not str(source).startswith((".", "/")):
             hint = f" For a Hub model, write 'hf://{source}'."
         raise FileNotFoundError(
-            f"{source} does not exist. Pass a Hugging Face model directory, a keras-hub "
-            f"preset directory, an ALBERT TF1 checkpoint or 'hf://owner/name'.{hint}"
+            f"{source} does not exist. Pass a preset name, a .keras file or run directory, "
+            "a Hugging Face model directory, a keras-hub preset directory, an ALBERT TF1 "
+            f"checkpoint or 'hf://owner/name'.{hint}"
         )
     raise ValueError(
         f"Cannot tell what {source} holds: expected a Hugging Face directory (config.json "
@@ -122,6 +146,17 @@ def from_pretrained(source, heads=False, allow_pickle=False, seq_length=128, pad
     TensorShape([1, 128, 384])
     """
     kind = source_format(source)
+    if kind in ("preset", "keras"):
+        raise ValueError(
+            f"{source} is a {'preset name' if kind == 'preset' else 'Keras model file'}, "
+            "not a pretrained checkpoint: use keras_albert.load(...) for it."
+        )
+    return _load_checkpoint(kind, source, heads, allow_pickle, seq_length, pad_to, timeout,
+                            overrides)
+
+
+def _load_checkpoint(kind, source, heads, allow_pickle, seq_length, pad_to, timeout,
+                     overrides):
     if kind == "hub":
         source = huggingface.download(source, allow_pickle=allow_pickle, timeout=timeout)
         kind = "huggingface"
@@ -137,6 +172,86 @@ def from_pretrained(source, heads=False, allow_pickle=False, seq_length=128, pad
         tokenizer = tf1_albert.tokenizer_beside_checkpoint(source)
     encoder = getattr(model, "encoder", model)
     return Pretrained(model, _preprocessor(tokenizer, encoder, seq_length, pad_to))
+
+
+def load(source, vocab=None, seq_length=128, task_model=False, heads=False,
+         allow_pickle=False, pad_to="fixed", timeout=20.0, **overrides):
+    """`(model, preprocessor)` from any model source: the one loader behind the CLI.
+
+    - a preset name (`"albert_base"`): a randomly initialised `Encoder`; `vocab` (a
+      `spiece.model` or `vocab.txt`) gives the tokenizer and sizes the embeddings;
+    - a `.keras` file, or a run directory `keras-albert pretrain | finetune | distill`
+      wrote: its encoder (rebuilt with `overrides`), or with `task_model=True` the
+      saved model itself (a task model with its head); the tokenizer is `vocab` or
+      the vocabulary file beside the model;
+    - anything `from_pretrained` reads (Hugging Face directories and `hf://` ids,
+      keras-hub presets, ALBERT TF1 checkpoints), with `heads` as there.
+
+    The preprocessor's length is `seq_length`, capped at the model's position table;
+    a vocabulary larger than the embeddings is refused.
+
+    >>> model, preprocessor = load("albert_tiny", vocab="spiece.model")  # doctest: +SKIP
+    >>> model, preprocessor = load("runs/sst2", task_model=True)  # doctest: +SKIP
+    """
+    from keras_albert.models.encoder import Encoder
+
+    kind = source_format(source)
+    if kind not in ("preset", "keras"):
+        model, preprocessor = _load_checkpoint(kind, source, heads, allow_pickle, seq_length,
+                                               pad_to, timeout, overrides)
+        if preprocessor is None:
+            if vocab is None:
+                raise ValueError(f"{source} has no vocabulary (vocab.txt or spiece.model); "
+                                 "pass vocab=.")
+            preprocessor = _preprocessor(tokenizer_from_file(vocab),
+                                         getattr(model, "encoder", model), seq_length, pad_to)
+        return Pretrained(model, preprocessor)
+    if kind == "preset":
+        if vocab is None:
+            raise ValueError(f"A preset ({source}) has no vocabulary: pass vocab= "
+                             "(a spiece.model or vocab.txt file).")
+        tokenizer = tokenizer_from_file(vocab)
+        model = Encoder.from_preset(source, vocabulary_size=tokenizer.vocabulary_size,
+                                    **overrides)
+    else:
+        keras_file = _keras_file(pathlib.Path(source))
+        # compile=False: the saved optimizer is not needed to use the model.
+        saved = keras.saving.load_model(keras_file, compile=False)
+        if task_model:
+            if overrides:
+                raise ValueError(f"Options {sorted(overrides)} rebuild an encoder; they "
+                                 "do not apply with task_model=True.")
+            model = saved
+        else:
+            model = getattr(saved, "encoder", saved)
+            if overrides:
+                model = Encoder.from_config({**model.get_config(), **overrides})
+                model.set_weights(getattr(saved, "encoder", saved).get_weights())
+        tokenizer = (tokenizer_from_file(vocab) if vocab
+                     else huggingface.tokenizer_from_directory(keras_file.parent))
+        if tokenizer is None:
+            raise ValueError(f"No spiece.model or vocab.txt beside {keras_file}; pass vocab=.")
+    return Pretrained(model, _preprocessor(tokenizer, getattr(model, "encoder", model),
+                                           seq_length, pad_to))
+
+
+def tokenizer_from_file(path):
+    """The tokenizer of a vocabulary file: a SentencePiece `*.model` or a WordPiece
+    `*.txt`. `spiece.model` / `vocab.txt` read the `tokenizer_config.json` beside them;
+    other names get the uncased defaults, as `tokenizer_from_directory` does."""
+    from keras_albert.tokenizers import SentencePieceTokenizer, WordPieceTokenizer
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Vocabulary file not found: {path}")
+    if path.name in ("spiece.model", "vocab.txt"):
+        return huggingface.tokenizer_from_directory(path.parent)
+    if path.suffix == ".model":
+        return SentencePieceTokenizer(str(path), lowercase=True, strip_accents=True)
+    if path.suffix == ".txt":
+        return WordPieceTokenizer(str(path), lowercase=True, strip_accents=True)
+    raise ValueError(f"{path}: a vocabulary is a SentencePiece .model or a WordPiece .txt "
+                     "file.")
 
 
 def destination_format(destination, format=None):

@@ -4,7 +4,7 @@ The checkpoint's variables are named after the original `modeling.py`
 (`bert/encoder/transformer/group_0/inner_group_0/attention_1/self/query/kernel`, ...),
 optionally under a TF Hub `module/` prefix, and saved next to an `albert_config.json`.
 The names are derived from transformers' ALBERT names (the single table in
-`transformers_weights.py`) by the renaming rules below, so every variable of the
+`transformers_names.py`) by the renaming rules below, so every variable of the
 model still has exactly one source tensor. Optimizer slots (`*/adam_m`, `*/adam_v`)
 and `global_step` are not weights and are skipped.
 """
@@ -13,11 +13,8 @@ import json
 import pathlib
 import re
 
-from keras_albert.conversion.transformers_weights import (
-    CheckpointNaming,
-    build_from_checkpoint,
-    encoder_config_from_transformers,
-)
+from keras_albert.conversion.strict_loading import CheckpointNaming, build_from_checkpoint
+from keras_albert.conversion.transformers_config import encoder_config_from_transformers
 
 CONFIG_FILE = "albert_config.json"
 HUB_PREFIX = "module/"

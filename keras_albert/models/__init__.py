@@ -1,6 +1,9 @@
-"""Encoder and task models."""
+"""Encoder and task models, and DistilBERT-style distillation."""
 
+from keras_albert.models.distiller import Distiller
 from keras_albert.models.encoder import Encoder
+from keras_albert.models.student import student_from_teacher
+from keras_albert.models.task_kinds import TASK_KINDS, task_model
 from keras_albert.models.tasks import (
     EncoderTask,
     MultipleChoiceClassifier,
@@ -11,6 +14,8 @@ from keras_albert.models.tasks import (
 )
 
 __all__ = [
+    "TASK_KINDS",
+    "Distiller",
     "Encoder",
     "EncoderTask",
     "MultipleChoiceClassifier",
@@ -18,4 +23,6 @@ __all__ = [
     "SequenceClassifier",
     "SpanQuestionAnswerer",
     "TokenClassifier",
+    "student_from_teacher",
+    "task_model",
 ]

@@ -1,5 +1,7 @@
 """`Encoder`: one functional Keras model for ALBERT, BERT and DistilBERT-style encoders."""
 
+import inspect
+
 import keras
 import tensorflow as tf
 
@@ -7,6 +9,39 @@ from keras_albert.layers.embeddings import FactorizedEmbedding
 from keras_albert.layers.transformer_stack import TransformerStack
 
 INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
+# Keras's constructor arguments, which `Encoder` passes on to `keras.Model`.
+KERAS_ARGUMENTS = ("name", "trainable")
+
+
+def config_keys():
+    """The keys an `Encoder` config may hold, sorted: the constructor arguments plus
+    Keras's `name` and `trainable` (the keys of `get_config()`).
+
+    >>> config_keys()[:4]
+    ['activation', 'attention_dropout', 'dropout', 'dtype']
+    """
+    parameters = inspect.signature(Encoder.__init__).parameters.values()
+    own = [p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD]
+    return sorted(own + list(KERAS_ARGUMENTS))
+
+
+def check_config_keys(keys):
+    """Raises `ValueError` naming those of `keys` that `Encoder` does not take.
+
+    A functional Keras model drops constructor arguments it does not know without a
+    word, so a misspelt override (`key_size=128`) would build the preset unchanged.
+
+    >>> check_config_keys(["hidden_dim", "key_size"])
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown Encoder configuration key(s) ['key_size']. Valid keys: ...
+    """
+    unknown = sorted(set(keys) - set(config_keys()))
+    if unknown:
+        raise ValueError(
+            f"Unknown Encoder configuration key(s) {unknown}. Valid keys: "
+            f"{', '.join(config_keys())}."
+        )
 
 
 def _as_int32(key, value):
@@ -109,6 +144,7 @@ class Encoder(keras.Model):
         dtype=None,
         **kwargs,
     ):
+        check_config_keys(kwargs)
         intermediate_dim = intermediate_dim or 4 * hidden_dim
         embedding_dim = embedding_dim or hidden_dim
         attention_dropout = dropout if attention_dropout is None else attention_dropout
@@ -275,42 +311,52 @@ class Encoder(keras.Model):
         return inputs
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "vocabulary_size": self.vocabulary_size,
-            "hidden_dim": self.hidden_dim,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "intermediate_dim": self.intermediate_dim,
-            "embedding_dim": self.embedding_dim,
-            "num_groups": self.num_groups,
-            "inner_group_num": self.inner_group_num,
-            "sharing": self.sharing,
-            "max_sequence_length": self.max_sequence_length,
-            "num_segments": self.num_segments,
-            "use_pooler": self.use_pooler,
-            "activation": self.activation,
-            "dropout": self.dropout,
-            "attention_dropout": self.attention_dropout,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "initializer_range": self.initializer_range,
-            "seed": self.seed,
-            "remat": self.remat,
-        }
+        # A functional model with its own constructor gets only Keras's `name`,
+        # `trainable` and `dtype` here, not the layer graph.
+        config = super().get_config()
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "hidden_dim": self.hidden_dim,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "embedding_dim": self.embedding_dim,
+                "num_groups": self.num_groups,
+                "inner_group_num": self.inner_group_num,
+                "sharing": self.sharing,
+                "max_sequence_length": self.max_sequence_length,
+                "num_segments": self.num_segments,
+                "use_pooler": self.use_pooler,
+                "activation": self.activation,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "initializer_range": self.initializer_range,
+                "seed": self.seed,
+                "remat": self.remat,
+            }
+        )
+        return config
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
 
     @classmethod
-    def from_preset(cls, name, **overrides):
+    def from_preset(cls, name, /, **overrides):
         """Builds a randomly initialised encoder from a named configuration.
 
         `overrides` replace preset fields, e.g. the ALBERT paper's Table 3/4
         variants: `Encoder.from_preset("albert_base", embedding_dim=64)` or
-        `Encoder.from_preset("albert_base", sharing="attention")`.
+        `Encoder.from_preset("albert_base", sharing="attention")`. A key that is not
+        an `Encoder` argument raises `ValueError` listing the valid ones. The preset
+        name is positional only, so `name=` names the encoder.
+
+        >>> encoder = Encoder.from_preset("albert_tiny", embedding_dim=16,
+        ...                               vocabulary_size=100)
+        >>> encoder.embedding_dim, encoder.sharing  # overridden, from the preset
+        (16, 'all')
         """
         from keras_albert.presets import preset_config
 

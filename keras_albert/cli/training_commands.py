@@ -1,0 +1,220 @@
+"""`keras-albert pretrain | finetune | distill | demo`: options and thin handlers.
+
+Each command prints Keras's progress bar while it trains, writes its run directory
+(`keras_albert.training.run_directory`: the model, its vocabulary, TensorBoard logs,
+`summary.json`) to `--output`, and ends with a one-line JSON summary. Checkpoints
+(`OUTPUT/backup`) let a killed run started again with the same command continue
+exactly where it stopped, mid-epoch included: by default when a checkpoint exists,
+with `--resume` necessarily (it fails if there is none), never with `--no-resume`.
+
+`--strategy multi_worker` runs one process per worker with `TF_CONFIG` set; every
+worker runs the same command, `--batch` is the global batch, and only the chief
+(worker 0) writes `OUTPUT`.
+"""
+
+import json
+
+from keras_albert.cli.options import (
+    add_task_data_options,
+    add_training_options,
+    optimizer_factory,
+    parse_override,
+    runtime_options,
+    task_data_options,
+)
+from keras_albert.training.strategy import STRATEGIES
+
+
+def _start(args):
+    """The strategy, then the seeds: MultiWorkerMirroredStrategy configures collective
+    ops, which must happen before TensorFlow runs anything else. Seeding (Python,
+    NumPy, TensorFlow, Keras) makes initial weights and dropout the same in every run,
+    process and worker with the same --seed."""
+    import keras
+
+    from keras_albert.training.strategy import resolve_strategy
+
+    strategy = resolve_strategy(args.strategy)
+    keras.utils.set_random_seed(args.seed)
+    return strategy
+
+
+def _print_summary(summary):
+    print(json.dumps({key: value for key, value in summary.items() if key != "history"}))
+
+
+# === pretrain ===
+
+def add_pretrain_arguments(parser):
+    parser.add_argument("--corpus", nargs="+", required=True,
+                        help="text files (.gz ok): one sentence a line, blank lines "
+                        "between documents")
+    parser.add_argument("--vocab", help="spiece.model or vocab.txt (default: train a "
+                        "SentencePiece vocabulary on the corpus)")
+    parser.add_argument("--vocab-size", type=int, default=30000,
+                        help="pieces of the trained vocabulary (30000, as ALBERT)")
+    parser.add_argument("--preset", default="albert_base", help="encoder preset (albert_base)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        type=parse_override,
+                        help="override a preset field, e.g. --set num_layers=6")
+    parser.add_argument("--steps", type=int, default=10000, help="training steps (10000)")
+    parser.add_argument("--steps-per-epoch", type=int, default=1000,
+                        help="steps between checkpoints and evaluations (1000)")
+    parser.add_argument("--max-predictions", type=int, default=None,
+                        help="masked positions per sequence (default 15%% of --seq)")
+    parser.add_argument("--no-sop", action="store_true",
+                        help="masked-LM only (no sentence-order prediction)")
+    parser.add_argument("--eval-steps", type=int, default=20,
+                        help="held-out batches evaluated before and after (20)")
+    add_training_options(parser, optimizer="adafactor", batch=64)
+
+
+def run_pretrain(args):
+    from keras_albert.training.pretrain import pretrain_on_corpus
+
+    overrides = dict(args.set)
+    reserved = {"seed", "remat", "dtype", "vocabulary_size"} & set(overrides)
+    if reserved:
+        raise ValueError(f"Set {sorted(reserved)} with their own options (--seed, --remat, "
+                         "--precision, --vocab-size), not --set.")
+    strategy = _start(args)
+    summary = pretrain_on_corpus(
+        args.corpus, args.output, optimizer_factory(args), preset=args.preset,
+        vocab=args.vocab, vocab_size=args.vocab_size, seq_length=args.seq,
+        batch_size=args.batch, steps=args.steps, steps_per_epoch=args.steps_per_epoch,
+        max_predictions=args.max_predictions, sentence_order=not args.no_sop,
+        eval_steps=args.eval_steps, seed=args.seed, strategy=strategy,
+        steps_per_execution=args.steps_per_execution, jit_compile=args.xla,
+        resume=args.resume, checkpoint_every=args.checkpoint_every,
+        verbose=0 if args.quiet else "auto", **{**overrides, **runtime_options(args)})
+    _print_summary(summary)
+    return 0
+
+
+# === finetune ===
+
+def add_finetune_arguments(parser):
+    parser.add_argument("--model", required=True,
+                        help="a preset (with --vocab), a keras-albert output directory or "
+                        ".keras file, a Hugging Face directory, hf://owner/name, a keras-hub "
+                        "preset directory or an ALBERT TF1 checkpoint")
+    parser.add_argument("--vocab", help="spiece.model or vocab.txt (for presets)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in all")
+    parser.add_argument("--dropout", type=float, default=0.1, help="head dropout (0.1)")
+    parser.add_argument("--pooling", choices=("pooled", "mean", "first"), default="pooled",
+                        help="what the classifier head reads: the pooler's output "
+                        "(pooled), the mean of the real tokens' states (mean: for "
+                        "sentence-embedding checkpoints) or the first token's (first)")
+    add_task_data_options(parser)
+    add_training_options(parser, optimizer="adamw", learning_rate=5e-5)
+
+
+def run_finetune(args):
+    from keras_albert.conversion.pretrained import load
+    from keras_albert.models.task_kinds import task_model
+    from keras_albert.training.finetune import finetune
+    from keras_albert.training.task_sources import read_task_splits
+
+    strategy = _start(args)
+    train, evaluation = read_task_splits(args.train, **task_data_options(args))
+    with strategy.scope():
+        encoder, preprocessor = load(args.model, vocab=args.vocab, seq_length=args.seq,
+                                     **runtime_options(args))
+        model = task_model(encoder, train.task, train.num_classes, dropout=args.dropout,
+                           pooling=args.pooling)
+        summary = finetune(
+            model, preprocessor, train, args.output, optimizer_factory(args),
+            epochs=args.epochs, batch_size=args.batch, eval_data=evaluation, seed=args.seed,
+            max_steps=args.max_steps, verbose=0 if args.quiet else "auto",
+            jit_compile=args.xla, resume=args.resume, checkpoint_every=args.checkpoint_every,
+            steps_per_execution=args.steps_per_execution,
+        )
+    _print_summary(summary)
+    return 0
+
+
+# === distill ===
+
+def add_distill_arguments(parser):
+    parser.add_argument("--teacher", required=True,
+                        help="a fine-tuned classifier (keras-albert finetune's --output "
+                        "directory or its model.keras)")
+    parser.add_argument("--student-layers", type=int, help="default: half the teacher's")
+    parser.add_argument("--teacher-layers", type=int, nargs="+",
+                        help="teacher layers the student starts from (default 0 2 4 ...)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--max-steps", type=int, help="stop after this many steps in all")
+    parser.add_argument("--temperature", type=float, default=2.0)
+    parser.add_argument("--alpha-ce", type=float, default=5.0,
+                        help="weight of the soft-target KL term (5)")
+    parser.add_argument("--alpha-mlm", type=float, default=2.0,
+                        help="weight of the hard-label term (2)")
+    parser.add_argument("--alpha-cos", type=float, default=1.0,
+                        help="weight of the hidden-state cosine term (1)")
+    add_task_data_options(parser)
+    add_training_options(parser, optimizer="adamw", learning_rate=1e-4)
+
+
+def run_distill(args):
+    from keras_albert.training.distill import distill
+    from keras_albert.training.task_sources import read_task_splits
+
+    strategy = _start(args)
+    train, evaluation = read_task_splits(args.train, **task_data_options(args))
+    with strategy.scope():
+        summary = distill(
+            args.teacher, train, args.output, optimizer_factory(args),
+            student_layers=args.student_layers, teacher_layers=args.teacher_layers,
+            temperature=args.temperature, alpha_ce=args.alpha_ce, alpha_mlm=args.alpha_mlm,
+            alpha_cos=args.alpha_cos, seq_length=args.seq, epochs=args.epochs,
+            batch_size=args.batch, eval_data=evaluation, seed=args.seed,
+            max_steps=args.max_steps, resume=args.resume,
+            checkpoint_every=args.checkpoint_every,
+            steps_per_execution=args.steps_per_execution, jit_compile=args.xla,
+            verbose=0 if args.quiet else "auto", **runtime_options(args))
+    _print_summary(summary)
+    return 0
+
+
+# === demo ===
+
+def add_demo_arguments(parser):
+    parser.add_argument("--output", default="keras_albert_demo",
+                        help="output directory (keras_albert_demo)")
+    parser.add_argument("--corpus", nargs="+",
+                        help="your own text (default: text the Python installation ships)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny run of every stage (about a minute), as the tests do")
+    parser.add_argument("--pretrain-steps", type=int, default=None)
+    parser.add_argument("--distill-steps", type=int, default=None)
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_demo(args):
+    from keras_albert.training.demo import run_demo as run_whole_demo
+
+    options = {}
+    if args.pretrain_steps is not None:
+        options["pretrain_steps"] = args.pretrain_steps
+    if args.distill_steps is not None:
+        options["distill_steps"] = args.distill_steps
+    summary = run_whole_demo(args.output, corpus=args.corpus, quick=args.quick,
+                             seed=args.seed, strategy=args.strategy,
+                             verbose=0 if args.quiet else "auto", **options)
+    print(json.dumps({key: summary[key] for key in ("teacher", "student", "total_seconds")}))
+    return 0
+
+
+COMMANDS = {
+    "pretrain": ("pretrain an encoder with masked-LM + sentence-order prediction",
+                 add_pretrain_arguments, run_pretrain),
+    "finetune": ("fine-tune an encoder on a classification / regression / multi-label task",
+                 add_finetune_arguments, run_finetune),
+    "distill": ("distill a fine-tuned classifier into a DistilBERT-style student",
+                add_distill_arguments, run_distill),
+    "demo": ("the whole pipeline offline: vocabulary, pretraining, distillation, export, "
+             "serving", add_demo_arguments, run_demo),
+}

@@ -1,0 +1,61 @@
+"""Training and evaluation data from what a user names: a file or `tfds:NAME[:SPLIT]`.
+
+    train, evaluation = read_task_splits("train.tsv", eval_spec="dev.tsv")
+    train, evaluation = read_task_splits("tfds:glue/sst2", holdout=0.1)
+
+The evaluation data is read with the training data's task and label names, so its
+labels mean what the training labels mean.
+"""
+
+import numpy as np
+
+from keras_albert.training.task_files import load_task_file
+from keras_albert.training.task_records import TaskData
+from keras_albert.training.tfds_tasks import load_tfds
+
+
+def _no_br(text):
+    return text.replace("<br />", " ")
+
+
+def read_task(spec, split="train", like=None, task=None, text_columns=None,
+              label_column=None, limit=None, replace_br=False, seed=0):
+    """A `TaskData` from a file or `tfds:NAME[:SPLIT]`; `like` (the training data) fixes
+    the task and the label ids. `limit` keeps a random sample (seeded by `seed`) of
+    that many rows: task files are often sorted by label."""
+    task = like.task if like is not None else task
+    label_names = like.label_names if like is not None else None
+    if spec.startswith("tfds:"):
+        name, _, tfds_split = spec[5:].partition(":")
+        tfds_split = tfds_split or split
+        if limit:
+            tfds_split = f"{tfds_split}[:{limit}]"
+        data = load_tfds(name, tfds_split, text_keys=text_columns,
+                         label_key=label_column or "label")
+        if replace_br:
+            data = TaskData(tuple([_no_br(t) for t in column] for column in data.texts),
+                            data.labels, data.task, data.label_names)
+        return data
+    data = load_task_file(spec, text_columns=text_columns, label_column=label_column,
+                          task=task, label_names=label_names,
+                          transform=_no_br if replace_br else None)
+    if limit and limit < len(data):
+        rows = np.random.default_rng(seed).permutation(len(data))[:limit]
+        data = data.subset(np.sort(rows))
+    return data
+
+
+def read_task_splits(train_spec, eval_spec=None, holdout=None, task=None, text_columns=None,
+                     label_column=None, limit=None, replace_br=False, seed=0):
+    """`(train, evaluation)`: `eval_spec` read like the training data, or a `holdout`
+    fraction of the training data (split by `seed`), or None. `limit` applies to the
+    training data only."""
+    options = dict(text_columns=text_columns, label_column=label_column,
+                   replace_br=replace_br, seed=seed)
+    train = read_task(train_spec, task=task, limit=limit, **options)
+    evaluation = None
+    if eval_spec:
+        evaluation = read_task(eval_spec, split="test", like=train, **options)
+    elif holdout:
+        train, evaluation = train.split(holdout, seed=seed)
+    return train, evaluation
