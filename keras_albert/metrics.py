@@ -14,12 +14,14 @@ serializable with `get_config`), all taking the model's logits:
   over the whole evaluation set.
 - `MultiLabelF1`: micro-averaged F1 of multi-label logits thresholded at `threshold`.
 - `TokenAccuracy`: accuracy of per-token logits over tokens labelled other than
-  `IGNORE_LABEL` (-100).
+  `IGNORE_LABEL` (-100); it lives, with the token-classification and span-QA
+  reports, in `keras_albert.token_span_metrics`.
 
 Spearman's rho needs the ranks of the whole set, so it, and the same measures as
 plain functions on NumPy arrays (`accuracy`, `f1`, `matthews`, `pearson`,
 `spearman`, `micro_f1`, `exact_match`), are here for end-of-evaluation reports;
-`evaluate_predictions(task, logits, labels)` gives the usual set per task.
+`evaluate_predictions(task, logits, labels)` gives the usual set per task (token
+classification and span QA included).
 
 Conventions: an undefined value (no positive examples for F1, a constant input for a
 correlation) is 0.0 in the Keras metrics; the NumPy functions return 0.0 for F1 and
@@ -29,6 +31,11 @@ MCC (as scikit-learn) and NaN for a correlation of a constant input (as SciPy).
 import keras
 import numpy as np
 from keras import ops
+
+from keras_albert.token_span_metrics import IGNORE_LABEL  # noqa: F401 (its public home)
+from keras_albert.token_span_metrics import TokenAccuracy  # noqa: F401
+from keras_albert.token_span_metrics import evaluate_span_predictions
+from keras_albert.token_span_metrics import evaluate_token_predictions
 
 # --------------------------------------------------------------------------- helpers
 
@@ -351,14 +358,23 @@ def exact_match(logits, labels, threshold=0.0):
     return float(np.mean(np.all(predicted == true, axis=1)))
 
 
-def evaluate_predictions(task, logits, labels):
+def evaluate_predictions(task, logits, labels, label_names=None):
     """The usual metrics of a task, from a whole evaluation set's logits and labels.
 
     - classification: `accuracy`, plus `f1` and `mcc` for two classes;
     - regression: `pearson`, `spearman` (and their mean, `pearson_spearman`, GLUE's
       STS-B score);
-    - multilabel: `micro_f1` and `exact_match` (logits > 0).
+    - multilabel: `micro_f1` and `exact_match` (logits > 0);
+    - token: `accuracy` on labelled tokens, and `entity_f1` when `label_names` are BIO
+      tags, else `macro_f1` (labels [N, W], `IGNORE_LABEL` where unscored);
+    - span: `exact_match` and `f1` on token positions (labels [N, 2] or [N, 4]).
+
+    The last two are `keras_albert.token_span_metrics`'s, which says how they count.
     """
+    if task == "token":
+        return evaluate_token_predictions(logits, labels, label_names)
+    if task == "span":
+        return evaluate_span_predictions(logits, labels)
     logits = np.asarray(logits)
     labels = np.asarray(labels)
     if task == "classification":
@@ -376,23 +392,5 @@ def evaluate_predictions(task, logits, labels):
         return report
     if task == "multilabel":
         return {"micro_f1": micro_f1(logits, labels), "exact_match": exact_match(logits, labels)}
-    raise ValueError(f"Unknown task {task!r}: 'classification', 'regression' or 'multilabel'.")
-
-
-# --------------------------------------------------------------------------- tokens
-
-# Token-classification labels with this value (special tokens, continuation pieces)
-# are not scored.
-IGNORE_LABEL = -100
-
-
-@keras.saving.register_keras_serializable(package="keras_albert")
-class TokenAccuracy(keras.metrics.Mean):
-    """Accuracy of per-token logits over labelled tokens (label != IGNORE_LABEL)."""
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        y_true = keras.ops.cast(y_true, "int32")
-        predicted = keras.ops.cast(keras.ops.argmax(y_pred, axis=-1), "int32")
-        labelled = keras.ops.cast(keras.ops.not_equal(y_true, IGNORE_LABEL), "float32")
-        correct = keras.ops.cast(keras.ops.equal(predicted, y_true), "float32")
-        return super().update_state(correct, sample_weight=labelled)
+    raise ValueError(f"Unknown task {task!r}: 'classification', 'regression', 'multilabel', "
+                     "'token' or 'span'.")

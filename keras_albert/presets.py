@@ -6,7 +6,15 @@ positions, 2 token types). The ALBERT paper's Table 3/4 variants come from overr
 `preset_config("albert_base", embedding_dim=64)`, `sharing="none"`, ...
 """
 
-from keras_albert.models.encoder import check_config_keys
+# The keys a configuration may hold: the `Encoder` constructor arguments and Keras's
+# `name` and `trainable`, i.e. the keys of `Encoder.get_config()` (tests/test_presets.py
+# checks them against `Encoder`). Written out because the presets import no model.
+CONFIG_KEYS = (
+    "activation", "attention_dropout", "dropout", "dtype", "embedding_dim", "hidden_dim",
+    "initializer_range", "inner_group_num", "intermediate_dim", "layer_norm_epsilon",
+    "max_sequence_length", "name", "num_groups", "num_heads", "num_layers", "num_segments",
+    "remat", "seed", "sharing", "trainable", "use_pooler", "vocabulary_size",
+)
 
 ALBERT_VOCABULARY_SIZE = 30000
 BERT_VOCABULARY_SIZE = 30522
@@ -51,6 +59,25 @@ PRESETS = {
                         dict(_DISTILBERT, hidden_dim=64, num_layers=2, num_heads=4,
                              max_sequence_length=128)),
 }
+
+
+def check_config_keys(keys):
+    """Raises `ValueError` naming those of `keys` that are not `CONFIG_KEYS`.
+
+    A functional Keras model drops constructor arguments it does not know without a
+    word, so a misspelt override (`key_size=128`) would build the preset unchanged.
+
+    >>> check_config_keys(["hidden_dim", "key_size"])
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown Encoder configuration key(s) ['key_size']. Valid keys: ...
+    """
+    unknown = sorted(set(keys) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(
+            f"Unknown Encoder configuration key(s) {unknown}. Valid keys: "
+            f"{', '.join(sorted(CONFIG_KEYS))}."
+        )
 
 
 def _check_name(name):

@@ -521,6 +521,10 @@ def test_activation_override_warns_and_architecture_override_is_refused(hf_check
         keras_albert.from_pretrained(directory, activation="gelu")
     with pytest.raises(ValueError, match=r"Cannot override \['hidden_dim'\]"):
         keras_albert.from_pretrained(directory, hidden_dim=64)
+    # A key no Encoder has is a typo, not a fixed architecture: named, with the valid keys.
+    with pytest.raises(ValueError, match=r"Unknown Encoder configuration key\(s\) "
+                                         r"\['key_size'\]\. Valid keys: activation, "):
+        keras_albert.from_pretrained(directory, key_size=128)
 
 
 def test_unusable_sources_get_clear_errors(hf_checkpoints, tmp_path, data_dir):

@@ -1,5 +1,6 @@
 """Parameter counts: the ALBERT paper, transformers and keras-hub are the references."""
 
+import inspect
 import json
 import pathlib
 import re
@@ -11,7 +12,7 @@ import pytest
 import transformers
 
 from keras_albert.models.encoder import Encoder
-from keras_albert.presets import list_presets, preset_config
+from keras_albert.presets import CONFIG_KEYS, list_presets, preset_config
 
 # Exact counts as transformers and keras-hub compute them (pooler included).
 EXACT = {
@@ -113,6 +114,16 @@ def test_cli_info_overrides_and_errors():
     assert "Unknown preset 'albert_huge'" in result.stderr and "albert_base" in result.stderr
     text = subprocess.run([_cli(), "info", "bert_base"], capture_output=True, text=True, check=True)
     assert "109,482,240" in text.stdout
+
+
+def test_config_keys_are_the_encoder_arguments():
+    # Written out in presets.py (which imports no model): they must follow `Encoder`.
+    parameters = inspect.signature(Encoder.__init__).parameters.values()
+    arguments = {p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD} - {"self"}
+    assert set(CONFIG_KEYS) == arguments | {"name", "trainable"}
+    encoder = Encoder(vocabulary_size=10, hidden_dim=8, num_layers=1, num_heads=2)
+    assert set(CONFIG_KEYS) == set(encoder.get_config())
+    assert len(CONFIG_KEYS) == len(set(CONFIG_KEYS))
 
 
 def test_unknown_override_key_names_it_and_lists_the_valid_keys_sorted():

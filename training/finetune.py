@@ -23,13 +23,26 @@ from keras_albert.training.strategy import DistributionPlan
 
 def predict_task(model, data, preprocessor, batch_size=64):
     """Logits for every example of `data`, in the data's order (batches are sorted
-    by length for speed, then put back)."""
+    by length for speed, then put back).
+
+    Per-token outputs (token classification [N, W, C]; span QA's
+    `{"start_logits": [N, W], "end_logits": [N, W]}`) are padded to the widest batch
+    `W`: token logits with 0, span logits with -1e9 as the head pads them.
+    """
     from keras_albert.training.task_dataset import restore_order, task_dataset
 
     dataset, order = task_dataset(data, preprocessor, batch_size=batch_size,
                                   sort_by_length=True)
-    logits = model.predict(dataset, verbose=0)
-    return restore_order(logits, order)
+    outputs = model.predict(dataset, verbose=0)
+    fill = -1e9 if data.task == "span" else 0.0
+
+    def in_order(logits):
+        # Keras concatenates batches of different widths into a RaggedTensor.
+        if hasattr(logits, "to_tensor"):
+            logits = logits.to_tensor(default_value=fill).numpy()
+        return restore_order(logits, order)
+
+    return keras.tree.map_structure(in_order, outputs)
 
 
 def fit_on_task_stream(
@@ -136,9 +149,13 @@ def finetune(
     `keras_albert.models.task_kinds.task_model`) with its own loss and metrics, trains
     with length-bucketed batches (validating on `eval_data` after each epoch),
     evaluates on `eval_data` with `keras_albert.metrics.evaluate_predictions`
-    (accuracy, F1, MCC, Pearson, Spearman as the task has them), and writes
+    (accuracy, F1, MCC, Pearson, Spearman as the task has them; entity F1 or macro F1
+    for token classification, exact match and F1 for span QA), and writes
     `output_dir/model.keras`, the tokenizer's vocabulary, TensorBoard logs and
-    `summary.json`. Returns the summary dict.
+    `summary.json`. Returns the summary dict. Token-classification and span-QA
+    summaries also count what truncation to the sequence length cut: word tags
+    (`truncated_words`) or answers (`truncated_answers`), for the training and
+    evaluation data.
 
     `optimizer` is a Keras optimizer, or a callable taking the number of training
     steps and returning one (so a schedule ends exactly where training does).
@@ -154,6 +171,7 @@ def finetune(
     chief writes `output_dir`.
     """
     from keras_albert.metrics import evaluate_predictions
+    from keras_albert.training.task_dataset import encode_examples, task_targets
 
     task = train_data.task
     if getattr(model, "task", task) != task:
@@ -176,7 +194,7 @@ def finetune(
     summary = {
         "task": task,
         # What an export needs to rebuild the serving contract (`keras-albert export`).
-        "text_inputs": len(train_data.texts),
+        "text_inputs": train_data.num_segments,
         "seq_length": preprocessor.seq_length,
         "label_names": list(train_data.label_names) if train_data.label_names else None,
         "train_examples": len(train_data),
@@ -184,9 +202,16 @@ def finetune(
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "history": history,
     }
+    if task in ("token", "span"):
+        cut = {"train": encode_examples(train_data, preprocessor)[0].truncated}
+        if eval_data is not None:
+            cut["eval"] = encode_examples(eval_data, preprocessor)[0].truncated
+        summary["truncated_words" if task == "token" else "truncated_answers"] = cut
     if eval_data is not None:
         logits = predict_task(model, eval_data, preprocessor)
-        summary["eval"] = evaluate_predictions(task, logits, eval_data.labels)
+        summary["eval"] = evaluate_predictions(task, logits,
+                                               task_targets(eval_data, preprocessor),
+                                               label_names=train_data.label_names)
         summary["eval_examples"] = len(eval_data)
     run_directory.finish(model, summary)
     return summary

@@ -9,6 +9,11 @@ while short texts do not pay for padding up to `seq_length`. `steps_per_epoch`,
 `padding_efficiency` and `batch_widths` report on the result; `restore_order` puts
 predictions back in input order.
 
+Token-classification and span-QA data (`token_span_records`) are packed by
+`token_span_encoding` instead (`encode_examples` picks): their labels are per-token
+ids with `IGNORE_LABEL` (-100) on unscored tokens and padding, or the answer's start
+and end position; `task_targets` gives them in input order, to score predictions.
+
 Example:
 
 >>> from keras_albert.training.task_files import load_task_file  # doctest: +SKIP
@@ -25,9 +30,17 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from keras_albert.metrics import IGNORE_LABEL
 from keras_albert.training.length_buckets import bucket_plan
 from keras_albert.training.length_buckets import resolve_bucket_boundaries
 from keras_albert.training.task_records import TaskData
+from keras_albert.training.token_span_encoding import answer_positions
+from keras_albert.training.token_span_encoding import pack_tagged_words
+from keras_albert.training.token_span_records import SpanTaskData
+from keras_albert.training.token_span_records import TokenTaskData
+
+# What `task_dataset` batches.
+TASK_DATA_TYPES = (TaskData, TokenTaskData, SpanTaskData)
 
 
 @dataclasses.dataclass
@@ -36,7 +49,8 @@ class EncodedTexts:
 
     `word_ids[row_splits[i]:row_splits[i + 1]]` is example i's `[CLS] a [SEP] (b [SEP])`
     as `InputPacker` made it; `lengths[i]` its length and `first_lengths[i]` how many of
-    its tokens have type id 0 (`[CLS] a [SEP]`).
+    its tokens have type id 0 (`[CLS] a [SEP]`). `truncated` counts the word tags
+    (token data) or answers (span data) that truncation cut away.
     """
 
     word_ids: np.ndarray
@@ -45,6 +59,7 @@ class EncodedTexts:
     first_lengths: np.ndarray
     pad_id: int
     seq_length: int
+    truncated: int = 0
 
 
 def _batch_packer(preprocessor):
@@ -84,6 +99,54 @@ def encode_texts(data, preprocessor, chunk_size=2048):
     )
 
 
+def encode_examples(data, preprocessor):
+    """`(EncodedTexts, targets)` of any task data; `targets` is None (unlabelled),
+    `data.labels` (a `TaskData`), int32 token labels aligned with `word_ids` (token),
+    or int32 [N, 2] answer start / end positions (span)."""
+    if data.task == "token":
+        packer = preprocessor.packer
+        packed = pack_tagged_words(data, preprocessor.tokenizer, packer.seq_length,
+                                   packer.cls_id, packer.sep_id)
+        encoded = EncodedTexts(
+            word_ids=packed.word_ids,
+            row_splits=np.concatenate([[0], np.cumsum(packed.lengths, dtype=np.int64)]),
+            lengths=packed.lengths,
+            first_lengths=packed.lengths,  # one segment: every type id is 0
+            pad_id=int(packer.pad_id),
+            seq_length=int(packer.seq_length),
+            truncated=packed.truncated_words,
+        )
+        return encoded, packed.labels
+    if data.task == "span":
+        encoded = encode_texts(TaskData((data.questions, data.contexts), None), preprocessor)
+        positions, encoded.truncated = answer_positions(
+            data, preprocessor.tokenizer, encoded.first_lengths, encoded.lengths)
+        return encoded, positions
+    return encode_texts(data, preprocessor), data.labels
+
+
+def task_targets(data, preprocessor):
+    """The labels of `data` in input order, as `keras_albert.metrics.evaluate_predictions`
+    scores them: `data.labels` for a `TaskData`; for token data int32 [N, seq_length]
+    per-token labels (`IGNORE_LABEL` where unscored); for span data int32 [N, 4], the
+    answer's start and end position, then the context's first and last position.
+    None for unlabelled data."""
+    encoded, targets = encode_examples(data, preprocessor)
+    if targets is None:
+        return None
+    if data.task == "token":
+        labels = np.full((len(data), encoded.seq_length), IGNORE_LABEL, np.int32)
+        rows = np.repeat(np.arange(len(data)), encoded.lengths)
+        columns = np.arange(len(encoded.word_ids)) - np.repeat(encoded.row_splits[:-1],
+                                                               encoded.lengths)
+        labels[rows, columns] = targets
+        return labels
+    if data.task == "span":
+        context = np.stack([encoded.first_lengths, encoded.lengths - 2], axis=1)
+        return np.concatenate([targets, context], axis=1).astype(np.int32)
+    return targets
+
+
 def task_dataset(
     data,
     preprocessor,
@@ -109,7 +172,10 @@ def task_dataset(
 
     `x` is the encoder input dict (int32 `input_word_ids`, `input_mask`,
     `input_type_ids`, [B, width]); `y` the labels: int32 [B] (classification), float32
-    [B] (regression) or float32 [B, C] (multilabel). Unlabelled data yields `x` only.
+    [B] (regression), float32 [B, C] (multilabel), int32 [B, width] (token: the first
+    piece of each word has its tag, other tokens `IGNORE_LABEL`) or
+    `{"start_logits": [B], "end_logits": [B]}` answer positions (span; packed as
+    `[CLS] question [SEP] context [SEP]`). Unlabelled data yields `x` only.
 
     Order: with `shuffle=True` the examples are shuffled (deterministically for a
     `seed`, reshuffled each epoch with `repeat=True`) before bucketing. With
@@ -120,7 +186,7 @@ def task_dataset(
     examples by length before batching, and implies `return_order`.
 
     Args:
-        data: a `TaskData`.
+        data: a `TaskData`, `TokenTaskData` or `SpanTaskData`.
         preprocessor: a `keras_albert.tokenizers.Preprocessor` (its tokenizer,
             `seq_length` and truncation are used; its `pad_to` is not).
         batch_size: examples per batch.
@@ -141,8 +207,9 @@ def task_dataset(
         `return_order`. Its cardinality is known (infinite with `repeat`); use
         `steps_per_epoch(dataset)` for the batches in one epoch.
     """
-    if not isinstance(data, TaskData):
-        raise TypeError(f"`data` must be a TaskData; got {type(data).__name__}.")
+    if not isinstance(data, TASK_DATA_TYPES):
+        raise TypeError(f"`data` must be a TaskData, TokenTaskData or SpanTaskData; got "
+                        f"{type(data).__name__}.")
     if not len(data):
         raise ValueError("`data` has no examples.")
     if batch_size < 1:
@@ -150,7 +217,7 @@ def task_dataset(
     if shuffle and (sort_by_length or return_order):
         raise ValueError("`sort_by_length` / `return_order` need shuffle=False: a "
                          "shuffled order changes every epoch.")
-    encoded = encode_texts(data, preprocessor)
+    encoded, targets = encode_examples(data, preprocessor)
     seq_length = encoded.seq_length
     boundaries = resolve_bucket_boundaries(bucket_boundaries, encoded.lengths, seq_length,
                                            max_shapes)
@@ -161,7 +228,10 @@ def task_dataset(
     lengths = tf.constant(encoded.lengths)
     first_lengths = tf.constant(encoded.first_lengths)
     widths = tf.constant(boundaries, tf.int32)
-    labels = None if data.labels is None else tf.constant(data.labels)
+    labels = None if targets is None else tf.constant(targets)
+    if labels is not None and data.task == "token":
+        labels = tf.RaggedTensor.from_row_splits(labels, tf.constant(encoded.row_splits),
+                                                 validate=False)
     pad_id = encoded.pad_id
 
     def make_batch(indices):
@@ -182,6 +252,13 @@ def task_dataset(
         }
         if labels is None:
             return x
+        if data.task == "token":
+            y = tf.gather(labels, indices).to_tensor(IGNORE_LABEL)
+            return x, tf.pad(y, [[0, 0], [0, width - tf.shape(y)[1]]],
+                             constant_values=IGNORE_LABEL)
+        if data.task == "span":
+            positions = tf.gather(labels, indices)
+            return x, {"start_logits": positions[:, 0], "end_logits": positions[:, 1]}
         return x, tf.gather(labels, indices)
 
     counts = np.bincount(buckets, minlength=len(boundaries))

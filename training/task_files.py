@@ -46,7 +46,8 @@ _FORMATS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl",
             ".json": "jsonl", ".ndjson": "jsonl"}
 
 
-def _file_format(path, delimiter):
+def task_file_format(path, delimiter=None):
+    """'tsv', 'csv' or 'jsonl', from the extension (a `.gz` after it is fine)."""
     name = os.fspath(path).lower()
     if name.endswith(".gz"):
         name = name[:-3]
@@ -119,7 +120,7 @@ def _delimited_rows(path, delimiter, quoted):
                 yield reader.line_num, row
 
 
-def _json_rows(path):
+def json_rows(path):
     """Yields the first object's keys once, then `(line_number, object)`."""
     with _open_text(path) as handle:
         first = True
@@ -245,9 +246,9 @@ def load_task_file(
         raise ValueError(f"`quoting` must be 'auto', 'csv' or 'none'; got {quoting!r}.")
     if limit is not None and limit < 1:
         raise ValueError(f"`limit` must be a positive int or None; got {limit!r}.")
-    file_format = _file_format(path, delimiter)
+    file_format = task_file_format(path, delimiter)
     if file_format == "jsonl":
-        rows = _json_rows(path)
+        rows = json_rows(path)
     else:
         if delimiter is None:
             delimiter = "," if file_format == "csv" else "\t"

@@ -1,7 +1,8 @@
 """`TaskData`: labelled texts for fine-tuning, as the task loaders return them.
 
 `task_files.load_task_file` and `tfds_tasks.load_tfds` build one; `task_dataset`
-turns one into batches.
+turns one into batches. Token-classification and span-QA examples have their own
+records beside it, in `token_span_records` (they share `holdout_split`).
 
 Example:
 
@@ -102,12 +103,19 @@ class TaskData:
         `held_out` has `round(fraction * len(self))` examples chosen at random with
         `seed`; both parts keep the original order of their examples.
         """
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"`fraction` must be in (0, 1); got {fraction!r}.")
-        count = int(round(fraction * len(self)))
-        if not 0 < count < len(self):
-            raise ValueError(
-                f"fraction={fraction} of {len(self)} examples leaves an empty part."
-            )
-        permutation = np.random.default_rng(seed).permutation(len(self))
-        return self.subset(np.sort(permutation[count:])), self.subset(np.sort(permutation[:count]))
+        return holdout_split(self, fraction, seed)
+
+
+def holdout_split(data, fraction, seed=0):
+    """`(rest, held_out)` of any example container with `len` and `subset(indices)`:
+    `round(fraction * len(data))` examples held out at random with `seed`, both parts
+    in their original order (`TaskData.split`, and the token / span data's)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"`fraction` must be in (0, 1); got {fraction!r}.")
+    count = int(round(fraction * len(data)))
+    if not 0 < count < len(data):
+        raise ValueError(
+            f"fraction={fraction} of {len(data)} examples leaves an empty part."
+        )
+    permutation = np.random.default_rng(seed).permutation(len(data))
+    return data.subset(np.sort(permutation[count:])), data.subset(np.sort(permutation[:count]))

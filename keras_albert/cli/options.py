@@ -90,7 +90,9 @@ def add_task_data_options(parser):
     data.add_argument("--eval", help="evaluation data (file or tfds:NAME:split)")
     data.add_argument("--holdout", type=float, default=None,
                       help="hold out this fraction of --train for evaluation instead")
-    data.add_argument("--task", choices=TASK_KINDS, help="default: inferred from the labels")
+    data.add_argument("--task", choices=TASK_KINDS,
+                      help="default: inferred from the labels, or from a JSONL file's keys "
+                      "(tokens + tags: token; question + context: span)")
     data.add_argument("--text-columns", nargs="+", help="one or two text columns")
     data.add_argument("--label-column", help="the label column")
     data.add_argument("--limit", type=int,

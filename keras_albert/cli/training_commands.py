@@ -211,7 +211,8 @@ def run_demo(args):
 COMMANDS = {
     "pretrain": ("pretrain an encoder with masked-LM + sentence-order prediction",
                  add_pretrain_arguments, run_pretrain),
-    "finetune": ("fine-tune an encoder on a classification / regression / multi-label task",
+    "finetune": ("fine-tune an encoder on a classification / regression / multi-label / "
+                 "token-classification / span-QA task",
                  add_finetune_arguments, run_finetune),
     "distill": ("distill a fine-tuned classifier into a DistilBERT-style student",
                 add_distill_arguments, run_distill),

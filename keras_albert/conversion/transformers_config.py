@@ -14,6 +14,8 @@ are the same mapping run in two directions.
 
 import warnings
 
+from keras_albert.presets import check_config_keys
+
 FAMILIES = ("albert", "bert", "distilbert")
 
 # transformers activation names -> ours. "gelu" is the exact GELU in transformers;
@@ -215,6 +217,7 @@ def apply_overrides(arguments, overrides, source):
     ...                 "bert checkpoint")
     {'activation': 'gelu', 'dropout': 0.0}
     """
+    check_config_keys(overrides)  # a typo is named as such, with the valid keys
     fixed = sorted(set(overrides) - set(RUNTIME_OPTIONS))
     if fixed:
         raise ValueError(

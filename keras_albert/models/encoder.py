@@ -1,47 +1,13 @@
 """`Encoder`: one functional Keras model for ALBERT, BERT and DistilBERT-style encoders."""
 
-import inspect
-
 import keras
 import tensorflow as tf
 
 from keras_albert.layers.embeddings import FactorizedEmbedding
 from keras_albert.layers.transformer_stack import TransformerStack
+from keras_albert.presets import check_config_keys, preset_config
 
 INPUT_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
-# Keras's constructor arguments, which `Encoder` passes on to `keras.Model`.
-KERAS_ARGUMENTS = ("name", "trainable")
-
-
-def config_keys():
-    """The keys an `Encoder` config may hold, sorted: the constructor arguments plus
-    Keras's `name` and `trainable` (the keys of `get_config()`).
-
-    >>> config_keys()[:4]
-    ['activation', 'attention_dropout', 'dropout', 'dtype']
-    """
-    parameters = inspect.signature(Encoder.__init__).parameters.values()
-    own = [p.name for p in parameters if p.name != "self" and p.kind is not p.VAR_KEYWORD]
-    return sorted(own + list(KERAS_ARGUMENTS))
-
-
-def check_config_keys(keys):
-    """Raises `ValueError` naming those of `keys` that `Encoder` does not take.
-
-    A functional Keras model drops constructor arguments it does not know without a
-    word, so a misspelt override (`key_size=128`) would build the preset unchanged.
-
-    >>> check_config_keys(["hidden_dim", "key_size"])
-    Traceback (most recent call last):
-    ...
-    ValueError: Unknown Encoder configuration key(s) ['key_size']. Valid keys: ...
-    """
-    unknown = sorted(set(keys) - set(config_keys()))
-    if unknown:
-        raise ValueError(
-            f"Unknown Encoder configuration key(s) {unknown}. Valid keys: "
-            f"{', '.join(config_keys())}."
-        )
 
 
 def _as_int32(key, value):
@@ -144,6 +110,7 @@ class Encoder(keras.Model):
         dtype=None,
         **kwargs,
     ):
+        # keras.Model would drop an unknown argument silently.
         check_config_keys(kwargs)
         intermediate_dim = intermediate_dim or 4 * hidden_dim
         embedding_dim = embedding_dim or hidden_dim
@@ -358,6 +325,4 @@ class Encoder(keras.Model):
         >>> encoder.embedding_dim, encoder.sharing  # overridden, from the preset
         (16, 'all')
         """
-        from keras_albert.presets import preset_config
-
         return cls(**preset_config(name, **overrides))

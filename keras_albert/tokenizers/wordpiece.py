@@ -107,6 +107,42 @@ class WordPieceTokenizer(_Tokenizer):
     def _detokenize(self, ids):
         return self._fast_bert.detokenize(ids)
 
+    def tokenize_with_offsets(self, inputs):
+        """The ids of `inputs` and where each piece is in the text, for span labels.
+
+        Returns `(ids, starts, ends)`, ragged int32 [batch, pieces] (one row for a
+        scalar string): piece i covers `text[starts[i]:ends[i]]` of the input as Python
+        indexes a `str` (characters, not bytes), as transformers' `offset_mapping`.
+        The ids are `self(inputs)`'s: the normalisation changes each character on its
+        own, so it runs per character here and the offsets map back through it.
+
+        >>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+        ...                                 "the", "qu", "##ick", "!"])
+        >>> ids, starts, ends = tokenizer.tokenize_with_offsets(["Thé quick!"])
+        >>> ids.to_list(), starts.to_list(), ends.to_list()
+        ([[5, 6, 7, 8]], [[0, 4, 6, 9]], [[3, 6, 9, 10]])
+        """
+        self._check_vocabulary()
+        strings, single = self._string_batch(inputs)
+        characters = tf.strings.unicode_split(strings, "UTF-8")
+        normalized = characters.with_flat_values(self._normalize(characters.flat_values))
+        ids, byte_starts, byte_ends = self._fast_bert.tokenize_with_offsets(
+            tf.strings.reduce_join(normalized, axis=-1))
+        # Where each character's normalised bytes end; a piece starts in the character
+        # whose bytes hold its first byte and ends with the one holding its last.
+        char_ends = tf.math.cumsum(tf.cast(tf.strings.length(normalized), tf.int64), axis=-1)
+        char_ends = char_ends.to_tensor(tf.int64.max)
+        lengths = ids.row_lengths()
+        starts = tf.searchsorted(char_ends, tf.cast(byte_starts, tf.int64).to_tensor(),
+                                 side="right")
+        ends = tf.searchsorted(char_ends, tf.cast(byte_ends, tf.int64).to_tensor(),
+                               side="left") + 1
+        starts = tf.RaggedTensor.from_tensor(tf.cast(starts, tf.int32), lengths=lengths)
+        ends = tf.RaggedTensor.from_tensor(tf.cast(ends, tf.int32), lengths=lengths)
+        if single:
+            return ids[0], starts[0], ends[0]
+        return ids, starts, ends
+
     def save_assets(self, dir_path):
         if self._vocabulary is not None:
             with open(os.path.join(dir_path, VOCABULARY_FILENAME), "w", encoding="utf-8") as f:
