@@ -44,7 +44,9 @@ setup(
                   # TF-Hub-style reuse tests: hub.KerasLayer inside a tf_keras model.
                   "tensorflow-hub", "tf-keras>=2.21,<2.22", "setuptools<81",
                   # The memory guide's plot (benchmarks/memory_guide.py).
-                  "matplotlib"],
+                  "matplotlib",
+                  # The import-direction contracts in .importlinter (tests/test_packaging.py).
+                  "import-linter>=2.1"],
         # tensorflow-hub 0.16 imports pkg_resources, which setuptools >= 81 dropped.
         "hub": ["tensorflow-hub", "tf-keras>=2.21,<2.22", "setuptools<81"],
         "tfds": ["tensorflow-datasets"],
