@@ -170,6 +170,8 @@ def parse_args(argv=None):
     parser.add_argument("--reduced", action="store_true",
                         help=f"CI mode: {REDUCED}, no checkpoints")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a finished run in --output (else it is refused)")
     args = parser.parse_args(argv)
     if args.model is None:
         parser.error("--model is required (no MiniLM checkpoint in the shared data folder)")
@@ -226,6 +228,7 @@ def main(argv=None):
     summary = finetune(classifier, preprocessor, train, args.output, adamw,
                        epochs=args.epochs, batch_size=args.batch, seed=args.seed,
                        resume=False if args.reduced else "auto",
+                       overwrite=args.overwrite,
                        verbose=0 if args.quiet else "auto")
     logits = predict_task(classifier, evaluation, preprocessor, batch_size=2 * args.batch)
     metrics = evaluate_predictions("classification", logits, evaluation.labels)

@@ -36,6 +36,7 @@ import binascii
 import json
 import os
 import pathlib
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -61,6 +62,11 @@ class ServingError(Exception):
 
 def text_inputs(texts, texts_b=None):
     """The named inputs of `serving_default`: a batch of strings (or two, for pairs)."""
+    for name, column in (("texts", texts), ("texts_b", texts_b)):
+        # list("a fine film") would send eleven one-letter texts.
+        if isinstance(column, (str, bytes)):
+            raise ValueError(f"{name} must be a list of strings, one per example; got one "
+                             f"string: {column!r} (send [{column!r}]).")
     if texts_b is None:
         return {"text": list(texts)}
     if len(texts) != len(texts_b):
@@ -455,6 +461,31 @@ def _runtime_message(error):
     return " ".join(lines) or message.strip()
 
 
+# The graph refuses a text input of any rank but 1, and id inputs of any rank but 2,
+# with EnsureShape's message, which names the tensor (`text`, or the server's
+# `_arg_serving_default_text_0_0`) and the shape but not the fix.
+_SHAPE_ERROR = re.compile(r"Shape of tensor (\S+) \[([\d,]*)\] is not compatible with "
+                          r"expected shape \[([?,]+)\]")
+_INPUT_NAMES = ("text_a", "text_b", "input_word_ids", "input_mask", "input_type_ids", "text")
+
+
+def error_hint(message):
+    """What to send instead, for an error the model answered about an input's shape
+    ("" for other errors). A scalar string, `{"inputs": "a fine film"}`, is a tensor
+    of shape [], not a batch of one."""
+    match = _SHAPE_ERROR.search(message)
+    if not match:
+        return ""
+    tensor, got, expected = match.groups()
+    name = next((name for name in _INPUT_NAMES if name in tensor), tensor)
+    if expected == "?":
+        return (f"{name} must be a list of strings, one per example (this request sent "
+                f'a tensor of shape [{got}]): {{"inputs": {{"{name}": ["a fine film"]}}}}, '
+                'or {"instances": [...]} with one entry per example.')
+    return (f"{name} must be a [batch, seq] matrix of ids, one row per example (this "
+            f"request sent a tensor of shape [{got}]).")
+
+
 def _latest_version_dir(path):
     """A SavedModel directory, or the newest numeric version under a base directory
     (TensorFlow Serving's default version policy serves the latest)."""
@@ -740,7 +771,8 @@ def main(argv=None):
         query_all(payloads, args.model_name, rest=args.rest, grpc_target=args.grpc,
                   server=server, version=args.version)
     except (ServingError, OSError, ValueError) as error:
-        print(f"serving_client: {error}", file=sys.stderr)
+        hint = error_hint(str(error))
+        print(f"serving_client: {error}" + (f"\n  {hint}" if hint else ""), file=sys.stderr)
         return 2
     return 0
 

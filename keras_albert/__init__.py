@@ -49,13 +49,28 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_albert' has no attribute {name!r}")
 
 
+_COMMAND_SCRIPTS = ("keras-albert", "keras-albert.exe", "keras-albert-script.py")
+
+
 def _started_as_command_line():
-    """True in a `keras-albert ...` or `python -m keras_albert.cli ...` process."""
+    """True in a `keras-albert ...` or `python [options] -m keras_albert.cli ...` process."""
+    if os.path.basename((getattr(sys, "argv", None) or [""])[0]) in _COMMAND_SCRIPTS:
+        return True
     argv = list(getattr(sys, "orig_argv", ()))
-    if len(argv) < 2:
-        return False
-    return (os.path.basename(argv[1]).startswith("keras-albert")
-            or argv[1:3] == ["-m", "keras_albert.cli"])
+    index = 1
+    while index < len(argv):  # the interpreter's own options, up to -m, -c or a script
+        option = argv[index]
+        if option == "-m":
+            return argv[index + 1:index + 2] == ["keras_albert.cli"]
+        if option.startswith("-m"):
+            return option[2:] == "keras_albert.cli"
+        if option in ("-X", "-W"):  # options that take the next word as their value
+            index += 2
+        elif option.startswith("-") and option != "-" and not option.startswith("-c"):
+            index += 1
+        else:
+            return False
+    return False
 
 
 if not _started_as_command_line():

@@ -6,8 +6,9 @@ messages before absl::InitializeLog() ...", oneDNN and CUDA notices) before
 GPU logs "failed call to cuInit" as an error. To a new user they read as failures.
 The command line imports TensorFlow inside `quiet_tensorflow_startup()`: the lines
 go to a scratch file, shown only if the import itself fails, and later C++ logs
-are filtered at level 3. A user who sets `TF_CPP_MIN_LOG_LEVEL` or passes
-`--verbose` sees everything, as without us.
+are filtered at level 3, errors included (the cuInit line is one): a failure still
+ends the command with its Python error, and `--verbose` (or the user's own
+`TF_CPP_MIN_LOG_LEVEL`) shows every C++ line, as without us.
 """
 
 import contextlib
@@ -32,7 +33,13 @@ def quiet_tensorflow_startup(verbose=False):
     except OSError:  # no standard error to protect
         yield
         return
-    with tempfile.TemporaryFile() as scratch:
+    try:
+        scratch = tempfile.TemporaryFile()
+    except OSError:  # no writable temporary folder: let the lines through
+        os.close(saved)
+        yield
+        return
+    with scratch:
         sys.stderr.flush()
         os.dup2(scratch.fileno(), 2)
         try:

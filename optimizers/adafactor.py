@@ -380,3 +380,17 @@ class AdaFactor(keras.optimizers.Optimizer):
         )
         return config
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Also reads configs saved before the Keras names (`.keras` files of earlier
+        runs): `beta1`, `decay_rate` (positive: the exponent's magnitude),
+        `clipping_threshold`, `epsilon1`, `epsilon2`."""
+        config = dict(config)
+        for old, new in (("beta1", "beta_1"), ("clipping_threshold", "clip_threshold"),
+                         ("epsilon1", "epsilon_1"), ("epsilon2", "epsilon_2")):
+            if old in config:
+                config.setdefault(new, config.pop(old))
+        if "decay_rate" in config:
+            config.setdefault("beta_2_decay", -config.pop("decay_rate"))
+        return super().from_config(config, custom_objects=custom_objects)
+

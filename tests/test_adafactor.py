@@ -266,10 +266,20 @@ def test_arguments_use_keras_adafactor_names():
     assert set(theirs) <= set(ours)
     for key in ("beta_2_decay", "epsilon_1", "epsilon_2", "clip_threshold", "relative_step"):
         assert ours[key] == theirs[key], key
-    # The former names are refused, not silently dropped.
+    # The former names are refused by the constructor, not silently dropped ...
     for old in ("beta1", "decay_rate", "clipping_threshold", "epsilon1", "epsilon2"):
         with pytest.raises(ValueError, match="not recognized"):
             AdaFactor(**{old: 0.5})
+    # ... but a config saved under them (a .keras file of an earlier run) still loads,
+    # meaning the same: the paper's positive decay rate is Keras's negative exponent.
+    saved = {key: value for key, value in AdaFactor().get_config().items()
+             if key not in ("beta_1", "beta_2_decay", "clip_threshold", "epsilon_1",
+                            "epsilon_2")}
+    saved.update(beta1=0.9, decay_rate=0.6, clipping_threshold=2.0, epsilon1=1e-29,
+                 epsilon2=2e-3)
+    loaded = AdaFactor.from_config(saved).get_config()
+    assert (loaded["beta_1"], loaded["beta_2_decay"], loaded["clip_threshold"],
+            loaded["epsilon_1"], loaded["epsilon_2"]) == (0.9, -0.6, 2.0, 1e-29, 2e-3)
 
 
 def _small_model(seed=0):

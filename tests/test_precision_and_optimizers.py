@@ -162,7 +162,10 @@ def test_bench_train_reports_time_throughput_and_memory():
     # Recomputation really frees activations (if grappler merged the recomputed
     # operations with the forward ones, selective would keep as much as none).
     none, selective, full = (row["peak_tensor_mb"] for row in rows)
-    assert selective < 0.8 * none and full <= selective
+    # Full recompute keeps no more than selective; on a model this small the two differ
+    # by allocator noise of about 1% between processes (CI saw 205.9 vs 204.1 MiB), so
+    # the bound allows 5%. benchmarks/memory_remat.py measures the gap on albert_base.
+    assert selective < 0.8 * none and full <= 1.05 * selective
     bad = subprocess.run([_cli(), "bench", "train", "--precision", "float8"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "Unknown precision 'float8'" in bad.stderr

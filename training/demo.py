@@ -13,6 +13,9 @@
    the served outputs are checked against the Keras models'.
 6. A summary table (parameters, peak memory, tokens/s, MLM and SOP accuracy before
    and after) and `summary.json` in the output directory.
+
+Run again into the same directory, the demo replaces its `teacher/` and `student/`
+runs and adds a new version of each export.
 """
 
 import json
@@ -184,7 +187,7 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
         teacher_model, train_data, os.path.join(output_dir, "teacher"), pretrain_steps,
         steps_per_epoch=max(1, pretrain_steps // 4), eval_dataset=eval_data,
         eval_steps=eval_steps, tokenizer=tokenizer, tokens_per_batch=tokens_per_batch,
-        resume=False, verbose=verbose,
+        resume=False, verbose=verbose, overwrite=True,  # a rerun replaces the demo's runs
     )
     timings["pretrain_seconds"] = round(time.perf_counter() - t, 1)
     teacher_rss = peak_rss_mib()
@@ -207,7 +210,8 @@ def run_demo(output_dir="keras_albert_demo", corpus=None, quick=False, seed=0,
                   callbacks=[distill_throughput], shuffle=False)
     timings["distill_seconds"] = round(time.perf_counter() - t, 1)
     student_after = evaluate_pretrainer(student_model, eval_data)
-    RunDirectory(os.path.join(output_dir, "student"), strategy).start(tokenizer).finish(
+    student_dir = RunDirectory(os.path.join(output_dir, "student"), strategy)
+    student_dir.start(tokenizer, overwrite=True).finish(
         student_model, {"params": int(student_encoder.count_params()),
                         "steps": distill_steps, "before": student_before,
                         "after": student_after})

@@ -17,6 +17,36 @@ from keras_albert.training.finetune import fit_on_task_stream, predict_task
 __all__ = ["distill"]
 
 
+def _check_teacher_fits(teacher, teacher_file, data):
+    """Refuses data the teacher's head does not fit, before the student is built: the
+    task must match, and the classes too (ids: no more than the teacher's; names: as
+    many)."""
+    fits = teacher.task == data.task and (
+        data.num_classes == teacher.num_classes
+        or (data.label_names is None and data.num_classes < teacher.num_classes))
+    if not fits:
+        def outputs(task, count):
+            return "1 output (regression)" if task == "regression" else f"{count} classes"
+
+        raise ValueError(
+            f"The teacher {teacher_file} has {outputs(teacher.task, teacher.num_classes)} "
+            f"but the training data has {outputs(data.task, data.num_classes)}: distil on "
+            "data labelled like the teacher's.")
+
+
+def distill_fingerprint(teacher_file, teacher, student, preprocessor, temperature, alpha_ce,
+                        alpha_mlm, alpha_cos):
+    """What a distillation run's result depends on besides its data, steps and optimizer
+    (which `fit_on_task_stream` adds): the teacher (its file and model), the student's
+    model, the loss terms' weights and temperature, the sequence length."""
+    from keras_albert.training.fingerprint import model_settings, model_source_settings
+
+    return {"teacher": model_source_settings(teacher_file),
+            "teacher_model": model_settings(teacher), "student": model_settings(student),
+            "temperature": temperature, "alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm,
+            "alpha_cos": alpha_cos, "seq_length": preprocessor.seq_length}
+
+
 def distill(
     teacher,
     train_data,
@@ -39,6 +69,8 @@ def distill(
     steps_per_execution=1,
     jit_compile=False,
     verbose="auto",
+    overwrite=False,
+    fingerprint=None,
     **student_overrides,
 ):
     """Distils a fine-tuned classifier into a shallower student, from files to files.
@@ -50,9 +82,12 @@ def distill(
     text pairs; `student_overrides` go to the student's config (`remat`, `dtype`).
     It trains with `Distiller` (DistilBERT's three terms) on `train_data`, with the
     checkpoints, exact resumption and logs of `keras_albert.training.finetune.finetune` (whose
-    arguments these are), then writes `output_dir/model.keras` (the student alone), its
-    tokenizer and `summary.json`; with `eval_data`, the summary compares teacher and
-    student. Call it inside `strategy.scope()` to distribute. Returns the summary.
+    arguments these are, `overwrite` included), then writes `output_dir/model.keras`
+    (the student alone), its tokenizer and `summary.json`; with `eval_data`, the
+    summary compares teacher and student. Call it inside `strategy.scope()` to
+    distribute. Returns the summary. A checkpoint is continued only by a run with the
+    same fingerprint (`distill_fingerprint`, the data, steps and optimizer, and the
+    caller's `fingerprint` dict: the command line adds its files).
 
         summary = distill("runs/sst2_teacher", train, "runs/sst2_student",
                           keras.optimizers.AdamW(1e-4), max_steps=200, eval_data=dev)
@@ -67,6 +102,7 @@ def distill(
     teacher, preprocessor = load(teacher_file, seq_length=seq_length, task_model=True)
     if not isinstance(teacher, SequenceClassifier):
         raise ValueError(f"{teacher_file} is not a fine-tuned SequenceClassifier.")
+    _check_teacher_fits(teacher, teacher_file, train_data)
     # The teacher's head was trained on tanh(pooler(first token)): keep the pooler,
     # and keep token types when the task has text pairs.
     student_encoder = student_from_teacher(
@@ -89,9 +125,18 @@ def distill(
         distiller, compile_model, optimizer, train_data, preprocessor, output_dir, epochs=epochs,
         batch_size=batch_size, seed=seed, max_steps=max_steps, resume=resume,
         checkpoint_every=checkpoint_every, steps_per_execution=steps_per_execution,
-        verbose=verbose)
+        verbose=verbose, overwrite=overwrite, fingerprint={
+            **distill_fingerprint(teacher_file, teacher, student, preprocessor, temperature,
+                                  alpha_ce, alpha_mlm, alpha_cos),
+            **(fingerprint or {})})
     run_directory = run.pop("run_directory")
-    summary = {"teacher_layers": teacher.encoder.num_layers,
+    summary = {# What an export needs to rebuild the serving contract, as finetune writes.
+               "task": train_data.task,
+               "text_inputs": train_data.num_segments,
+               "seq_length": preprocessor.seq_length,
+               "label_names": list(train_data.label_names) if train_data.label_names
+               else None,
+               "teacher_layers": teacher.encoder.num_layers,
                "student_layers": student_encoder.num_layers,
                "teacher_params": int(teacher.encoder.count_params()),
                "student_params": int(student_encoder.count_params()),

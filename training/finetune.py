@@ -15,6 +15,7 @@ continues with exactly the batches it would have seen.
 
 import keras
 
+from keras_albert.models.tasks import EncoderTask
 from keras_albert.training.callbacks import peak_rss_mib
 from keras_albert.training.resumable_streams import task_stream
 from keras_albert.training.run_directory import RunDirectory
@@ -62,6 +63,8 @@ def fit_on_task_stream(
     steps_per_execution=1,
     extra_callbacks=(),
     verbose="auto",
+    overwrite=False,
+    fingerprint=None,
 ):
     """The run around `model.fit` that `finetune` and `keras_albert.training.distill.distill` share.
 
@@ -69,7 +72,8 @@ def fit_on_task_stream(
     `compile_model(optimizer, steps_per_execution)`, where `optimizer` is a Keras
     optimizer or a callable that takes the number of steps and returns one (so that a
     schedule ends where training does); starts the run directory
-    (`keras_albert.training.run_directory`: the tokenizer first); fits on
+    (`keras_albert.training.run_directory`: a folder holding another run is refused
+    unless this run continues its checkpoint or `overwrite=True`); fits on
     `keras_albert.training.resumable_streams.task_stream` batches (global `batch_size`)
     with checkpoints in `output_dir/backup` and exact resumption (`resume`,
     `checkpoint_every`: see `keras_albert.training.resume.make_checkpoint`),
@@ -77,10 +81,19 @@ def fit_on_task_stream(
     epoch. Returns a dict: `run_directory` (call its `finish(model, summary)` when
     done), `epochs`, `steps`, `resumed_at_step`, `replicas`, `train_seconds`,
     `real_tokens_per_second`, `history`.
+
+    The checkpoint's fingerprint is the data, the steps, the batch, the seed and the
+    optimizer's settings, with the caller's `fingerprint` dict (its model, its files
+    ...): a checkpoint written by a run with other settings is refused.
     """
+    from keras_albert.training.fingerprint import examples_settings, optimizer_settings
     from keras_albert.training.pretrain import epoch_plan
     from keras_albert.training.task_dataset import task_dataset
 
+    for name, value in (("epochs", epochs), ("batch_size", batch_size),
+                        ("max_steps", max_steps)):
+        if value is not None and value < 1:  # 0 steps would train nothing, or divide by 0
+            raise ValueError(f"{name} must be >= 1; got {value}.")
     strategy = model.distribute_strategy
     plan = DistributionPlan(strategy, batch_size, steps_per_execution)
     sizing = task_stream(train_data, preprocessor, batch_size, seed=seed)
@@ -97,10 +110,13 @@ def fit_on_task_stream(
     if eval_data is not None:
         validation = plan.prepare(task_dataset(eval_data, preprocessor,
                                                batch_size=2 * batch_size))
-    run_directory = RunDirectory(output_dir, strategy).start(preprocessor.tokenizer)
+    run_directory = RunDirectory(output_dir, strategy).start(preprocessor.tokenizer, resume,
+                                                             overwrite)
     checkpoint = run_directory.checkpoint(resume, checkpoint_every, run={
-        "global_batch": batch_size, "seed": seed, "steps_per_epoch": steps_per_epoch,
-        "total_steps": total_steps, "train_examples": len(train_data)})
+        "global_batch": batch_size, "seed": seed, "epochs": epochs, "max_steps": max_steps,
+        "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        "train_data": examples_settings(train_data), "eval_data": examples_settings(eval_data),
+        "optimizer": optimizer_settings(optimizer), **(fingerprint or {})})
 
     def dataset_from_step(step):
         return plan.prepare(task_stream(train_data, preprocessor, batch_size, seed=seed,
@@ -125,6 +141,17 @@ def fit_on_task_stream(
     }
 
 
+def finetune_fingerprint(model, preprocessor):
+    """What a fine-tuning run's result depends on besides its data, steps and optimizer
+    (which `fit_on_task_stream` adds): the task model (head, encoder architecture,
+    precision, remat), the sequence length and the vocabulary's size."""
+    from keras_albert.training.fingerprint import model_settings
+
+    return {"task": getattr(model, "task", None), "model": model_settings(model),
+            "seq_length": preprocessor.seq_length,
+            "vocabulary_size": preprocessor.tokenizer.vocabulary_size}
+
+
 def finetune(
     model,
     preprocessor,
@@ -142,6 +169,8 @@ def finetune(
     extra_callbacks=(),
     checkpoint_every=None,
     steps_per_execution=1,
+    overwrite=False,
+    fingerprint=None,
 ):
     """Fine-tunes a task model on `train_data` (a `keras_albert.training.task_records.TaskData`).
 
@@ -167,14 +196,26 @@ def finetune(
     `checkpoint_every` steps) hold the weights, the optimizer state, the step (the
     data position) and the RNG state; `resume` is `"auto"`/True (continue from a
     checkpoint if there is one), `"require"`, `"restart"` or False (no checkpoints):
-    see `keras_albert.training.resume.make_checkpoint`. Under `MultiWorkerMirroredStrategy` only the
-    chief writes `output_dir`.
+    see `keras_albert.training.resume.make_checkpoint`. A folder holding another run
+    (a model, a vocabulary, logs) is refused unless the run continues its checkpoint
+    or `overwrite=True`, which clears it first. Under `MultiWorkerMirroredStrategy`
+    only the chief writes `output_dir`.
+
+    A checkpoint is continued only by a run with the same fingerprint: the data, the
+    model (`finetune_fingerprint`), the optimizer's settings, the steps, the batch and
+    the seed; `fingerprint` adds what the caller knows besides (the command line: its
+    files and the model's source). Otherwise it is refused, naming what differs.
     """
     from keras_albert.metrics import evaluate_predictions
     from keras_albert.training.task_dataset import encode_examples, task_targets
 
     task = train_data.task
-    if getattr(model, "task", task) != task:
+    if not isinstance(model, EncoderTask):
+        # Its loss would be unknown: only our task models pick theirs in compile().
+        raise TypeError(f"finetune trains keras_albert task models (task_model(encoder, "
+                        f"{task!r}, ...)); got {type(model).__name__}. For another model, "
+                        "compile it with a loss and fit it on task_dataset(...) batches.")
+    if model.task != task:
         raise ValueError(f"The model is for task {model.task!r} but the data is for "
                          f"{task!r}; build it with `task_model(encoder, {task!r}, ...)`.")
 
@@ -188,7 +229,8 @@ def finetune(
         batch_size=batch_size, eval_data=eval_data, seed=seed, max_steps=max_steps,
         resume=resume, checkpoint_every=checkpoint_every,
         steps_per_execution=steps_per_execution, extra_callbacks=extra_callbacks,
-        verbose=verbose)
+        verbose=verbose, overwrite=overwrite,
+        fingerprint={**finetune_fingerprint(model, preprocessor), **(fingerprint or {})})
     run_directory = run.pop("run_directory")
     history = run.pop("history")
     summary = {

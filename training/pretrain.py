@@ -23,7 +23,7 @@ import keras
 from keras_albert.models.tasks import PretrainingModel
 from keras_albert.training.callbacks import Throughput, peak_rss_mib
 from keras_albert.training.resumable_streams import replayable
-from keras_albert.training.run_directory import RunDirectory
+from keras_albert.training.run_directory import RunDirectory, check_new_run
 from keras_albert.training.strategy import prepare_dataset
 
 MLM_ACCURACY = "mlm_logits_accuracy"
@@ -121,6 +121,7 @@ def pretrain(
     extra_callbacks=(),
     checkpoint_every=None,
     run=None,
+    overwrite=False,
 ):
     """Trains a compiled `PretrainingModel` for `steps` steps and saves it in `output_dir`.
 
@@ -139,20 +140,30 @@ def pretrain(
     step and the RNG state; removed after a successful run; see
     `keras_albert.training.resume.make_checkpoint` for `resume`), `model.keras`, the
     tokenizer's vocabulary and `summary.json` (accuracies before and after, tokens/s,
-    peak memory). `run` (a dict of settings) guards the checkpoint against being
-    resumed by a run with other settings. Under `MultiWorkerMirroredStrategy` only
-    the chief writes `output_dir`. Returns the summary dict.
+    peak memory). A checkpoint is continued only by a run with the same fingerprint:
+    the model (architecture, precision, remat), the optimizer's settings, the steps
+    and `run` (a dict of the caller's settings: data, batch, seed ...); otherwise it
+    is refused, naming what differs. A folder holding another run is refused
+    unless this run continues its checkpoint or `overwrite=True` (which clears it:
+    `keras_albert.training.run_directory.check_new_run`). Under
+    `MultiWorkerMirroredStrategy` only the chief writes `output_dir`. Returns the
+    summary dict.
     """
     import tensorflow as tf
 
+    from keras_albert.training.fingerprint import model_settings, optimizer_settings
+
+    if steps < 1:  # 0 steps would divide by 0 below
+        raise ValueError(f"steps must be >= 1; got {steps}.")
     strategy = model.distribute_strategy
-    run_directory = RunDirectory(output_dir, strategy).start(tokenizer)
+    run_directory = RunDirectory(output_dir, strategy).start(tokenizer, resume, overwrite)
     epochs, steps_per_epoch = epoch_plan(steps, steps_per_epoch)
     if eval_dataset is not None:
         # The same held-out batches (same masks) before and after training.
         eval_dataset = fixed_batches(eval_dataset, eval_steps)
     checkpoint = run_directory.checkpoint(resume, checkpoint_every, run={
         "steps": int(epochs * steps_per_epoch), "steps_per_epoch": int(steps_per_epoch),
+        "model": model_settings(model), "optimizer": optimizer_settings(model.optimizer),
         **(run or {})})
     before = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
     throughput = Throughput(tokens_per_batch or 0)
@@ -193,19 +204,37 @@ def new_pretrainer(preset, vocabulary_size, sentence_order=True, **overrides):
     return PretrainingModel(encoder, sentence_order=sentence_order)
 
 
+def pretrain_fingerprint(corpus, vocab, vocab_size, preset, seq_length, max_predictions,
+                         sentence_order, global_batch, seed, eval_steps):
+    """What a `pretrain_on_corpus` run's result depends on besides the model and the
+    optimizer (which `pretrain` adds): the corpus files (path, size, hash), the
+    vocabulary (its file, or the size of the one trained on the corpus), the preset,
+    the masking, the batch and the seed."""
+    from keras_albert.training.fingerprint import file_settings
+
+    paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+    return {"corpus": [file_settings(path) for path in paths],
+            "vocab_file": file_settings(vocab) if vocab else None,
+            "trained_vocab_size": None if vocab else vocab_size, "preset": preset,
+            "seq_length": seq_length, "max_predictions": max_predictions,
+            "sentence_order": sentence_order, "global_batch": global_batch, "seed": seed,
+            "eval_steps": eval_steps}
+
+
 def pretrain_on_corpus(corpus, output_dir, optimizer, preset="albert_base", vocab=None,
                        vocab_size=30000, seq_length=128, batch_size=64, steps=10000,
                        steps_per_epoch=1000, max_predictions=None, sentence_order=True,
                        eval_steps=20, seed=0, strategy=None, steps_per_execution=1,
                        jit_compile=False, resume=True, checkpoint_every=None,
-                       verbose="auto", **overrides):
+                       verbose="auto", overwrite=False, **overrides):
     """`keras-albert pretrain` from Python: text files in, a run directory out.
 
     Reads `corpus` (text files, `.gz` ok: one sentence a line, blank lines between
     documents), trains a SentencePiece vocabulary of `vocab_size` pieces unless
     `vocab` names one, holds every 20th document out for evaluation, builds
     `preset` (with `overrides`, e.g. `remat`, `dtype`, `num_layers`) as a
-    `PretrainingModel` in `strategy`'s scope, and runs `pretrain`. `optimizer` is a
+    `PretrainingModel` in `strategy`'s scope, and runs `pretrain` (`overwrite`: as
+    there; a refused folder is refused before any work). `optimizer` is a
     Keras optimizer or a callable `total_steps -> optimizer`; `batch_size` is the
     global batch. Returns the summary.
 
@@ -221,10 +250,15 @@ def pretrain_on_corpus(corpus, output_dir, optimizer, preset="albert_base", voca
     from keras_albert.tokenizers import SentencePieceTokenizer
     from keras_albert.training.corpus import iter_documents
     from keras_albert.training.pretraining_data import pretraining_dataset
-    from keras_albert.training.strategy import DistributionPlan
+    from keras_albert.training.strategy import DistributionPlan, is_chief
     from keras_albert.training.vocab import train_sentencepiece
 
+    for name, value in (("steps", steps), ("steps_per_epoch", steps_per_epoch),
+                        ("batch_size", batch_size), ("seq_length", seq_length)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1; got {value}.")
     strategy = strategy or tf.distribute.get_strategy()
+    check_new_run(output_dir, resume, overwrite, chief=is_chief(strategy))
     os.makedirs(output_dir, exist_ok=True)
     if vocab:
         tokenizer = tokenizer_from_file(vocab)
@@ -266,12 +300,18 @@ def pretrain_on_corpus(corpus, output_dir, optimizer, preset="albert_base", voca
             optimizer = optimizer(total_steps)
         model = new_pretrainer(preset, tokenizer.vocabulary_size,
                                sentence_order=sentence_order, seed=seed, **overrides)
+        positions = model.encoder.max_sequence_length
+        if seq_length > positions:  # else Keras fails in the first batch, at length
+            raise ValueError(f"Sequence length {seq_length} exceeds the model's position "
+                             f"table ({positions} positions); use at most {positions}, or "
+                             "set max_sequence_length.")
         compile_pretrainer(model, optimizer, jit_compile=jit_compile,
                            steps_per_execution=plan.steps_per_execution)
     return pretrain(
         model, train, output_dir, total_steps, steps_per_epoch=steps_per_epoch,
         eval_dataset=held_out, eval_steps=eval_steps, tokenizer=tokenizer,
         tokens_per_batch=batch * seq_length, verbose=verbose, resume=resume,
-        checkpoint_every=checkpoint_every,
-        run={"global_batch": batch, "seed": seed, "seq": seq_length},
+        checkpoint_every=checkpoint_every, overwrite=overwrite,
+        run=pretrain_fingerprint(corpus, vocab, vocab_size, preset, seq_length,
+                                 max_predictions, sentence_order, batch, seed, eval_steps),
     )

@@ -109,6 +109,39 @@ def _optimizer_variable_indices(model):
     return None if None in indices else indices
 
 
+_START_OVER = ("Pass --no-resume to start over (or --overwrite; resume='restart' from "
+               "Python)")
+
+
+def _flatten(settings, prefix=""):
+    """`{"model": {"num_layers": 2}}` -> `{"model.num_layers": 2}`."""
+    flat = {}
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def run_differences(old, new):
+    """The settings two run fingerprints differ in, as `name: old -> new` (nested
+    settings named by their path).
+
+    >>> run_differences({"seq": 32, "model": {"num_layers": 2}},
+    ...                 {"seq": 64, "model": {"num_layers": 2}})
+    ['seq: 32 -> 64']
+    """
+    old, new = _flatten(old), _flatten(new)
+
+    def shown(settings, key):
+        return json.dumps(settings[key]) if key in settings else "(not set)"
+
+    return [f"{key}: {shown(old, key)} -> {shown(new, key)}"
+            for key in sorted(set(old) | set(new)) if shown(old, key) != shown(new, key)]
+
+
 class ChiefBackupAndRestore(keras.callbacks.Callback):
     """`keras.callbacks.BackupAndRestore` with the optimizer state, the step, the data
     position and the RNG state, exact mid-epoch resumption (with `resumable_fit`) and
@@ -118,10 +151,14 @@ class ChiefBackupAndRestore(keras.callbacks.Callback):
         backup_dir: the shared checkpoint directory (one per run).
         save_freq: `"epoch"` (at the end of every epoch) or an int: every that many
             global steps (and at the end of every epoch).
-        delete_checkpoint: delete `backup_dir` once training has completed.
-        run: a JSON-able dict of the run's settings that the data position depends on
-            (global batch, seed, steps per epoch ...). A checkpoint written with
-            other settings is refused instead of being resumed at a wrong position.
+        delete_checkpoint: delete `backup_dir` once training has completed (as
+            Keras's). False keeps it for the caller to `delete()` after saving the
+            trained model: a kill between the end of training and the save then
+            leaves the checkpoint to resume from.
+        run: the run's fingerprint: a JSON-able dict of the settings its result depends
+            on (data, model, optimizer, global batch, seed, steps ...; see
+            `keras_albert.training.fingerprint`). A checkpoint written with other
+            settings is refused, naming the settings that differ.
         restore: False to start over: an existing checkpoint is ignored (and deleted
             by the chief when training begins).
 
@@ -145,11 +182,11 @@ class ChiefBackupAndRestore(keras.callbacks.Callback):
         self.state = read_checkpoint(self.backup_dir) if restore else None
         self._clear = not restore
         if self.state is not None and self.run and self.state.get("run") != self.run:
+            changes = "; ".join(run_differences(self.state.get("run") or {}, self.run))
             raise ValueError(
                 f"The checkpoint in {self.backup_dir} was written by a run with other "
-                f"settings ({self.state.get('run')}; now {self.run}): its data position "
-                "does not apply. Start over (delete the directory or pass --no-resume) "
-                "or run with the same settings.")
+                f"settings ({changes}): it does not continue this run. {_START_OVER}, or "
+                "run with the settings it was written with.")
         self.start_step = int(self.state["step"]) if self.state else 0
         self.step = self.start_step
         self.epoch = int(self.state["epoch"]) if self.state else 0
@@ -166,20 +203,28 @@ class ChiefBackupAndRestore(keras.callbacks.Callback):
         if self._restored:
             return
         model, state = self.model, self.state
-        optimizer = model.optimizer
-        if optimizer is not None and not optimizer.built:
-            variables = model.trainable_variables
-            indices = state.get("optimizer_variables")
-            if indices is not None:
-                variables = [variables[i] for i in indices]
-            with model.distribute_strategy.scope():
-                optimizer.build(variables)
-        model.load_weights(os.path.join(state["path"], _WEIGHTS))
+        try:
+            optimizer = model.optimizer
+            if optimizer is not None and not optimizer.built:
+                variables = model.trainable_variables
+                indices = state.get("optimizer_variables")
+                if indices is not None:
+                    variables = [variables[i] for i in indices]
+                with model.distribute_strategy.scope():
+                    optimizer.build(variables)
+            model.load_weights(os.path.join(state["path"], _WEIGHTS))
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            # Keras's own message names layers and variable counts, not what to do.
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            raise ValueError(
+                f"The checkpoint in {self.backup_dir} does not fit this model ({reason}): "
+                f"it was written for another one. {_START_OVER}.") from error
         seeds = _seed_state_variables(model)
         saved = state.get("rng", [])
         if len(saved) != len(seeds):
-            raise ValueError(f"The checkpoint has {len(saved)} random states; the model "
-                             f"has {len(seeds)} SeedGenerators.")
+            raise ValueError(f"The checkpoint in {self.backup_dir} has {len(saved)} random "
+                             f"states; the model has {len(seeds)} SeedGenerators: it was "
+                             f"written for another model. {_START_OVER}.")
         for variable, value in zip(seeds, saved):
             variable.assign(np.asarray(value, dtype=variable.dtype))
         self._restored = True
@@ -270,14 +315,17 @@ class ChiefBackupAndRestore(keras.callbacks.Callback):
 RESUME_MODES = ("auto", "require", "restart")
 
 
-def make_checkpoint(output_dir, resume="auto", save_freq=None, run=None):
+def make_checkpoint(output_dir, resume="auto", save_freq=None, run=None,
+                    delete_checkpoint=True):
     """The checkpoint callback of a pipeline writing to `output_dir` (`output_dir/backup`).
 
     `resume`: `"auto"` or True (continue from a checkpoint if there is one: Keras's
     `BackupAndRestore` semantics), `"require"` (continue; fail if there is no
     checkpoint), `"restart"` (start over, discarding any checkpoint) or False / None
     (no checkpoints). `save_freq`: checkpoint every that many steps (None: at the end
-    of every epoch).
+    of every epoch). `delete_checkpoint=False` keeps the checkpoint when training
+    ends, for the caller to `delete()` once its results are saved
+    (`keras_albert.training.run_directory.RunDirectory.finish` does).
     """
     if resume is None or resume is False:
         return None
@@ -288,7 +336,8 @@ def make_checkpoint(output_dir, resume="auto", save_freq=None, run=None):
                          f"{resume!r}.")
     backup_dir = os.path.join(output_dir, "backup")
     checkpoint = ChiefBackupAndRestore(backup_dir, save_freq=save_freq or "epoch", run=run,
-                                       restore=resume != "restart")
+                                       restore=resume != "restart",
+                                       delete_checkpoint=delete_checkpoint)
     if resume == "require" and checkpoint.state is None:
         raise FileNotFoundError(
             f"--resume: there is no checkpoint in {backup_dir} to continue from (none was "

@@ -18,6 +18,7 @@ import csv
 import gzip
 import json
 import os
+import zlib
 
 from keras_albert.training.task_labels import parse_labels
 from keras_albert.training.task_records import TASKS
@@ -69,6 +70,43 @@ def _open_text(path):
     return open(path, encoding="utf-8-sig", newline="")
 
 
+def _readable_lines(handle, path):
+    """The lines of `_open_text(path)`; bytes that are not UTF-8, or a gzip stream
+    that is not one or is cut short, become one ValueError naming the file and line."""
+    try:
+        yield from handle
+    except (UnicodeDecodeError, OSError, EOFError, zlib.error):
+        problem = _first_unreadable_line(path)
+        if problem is None:
+            raise
+        raise ValueError(problem) from None
+
+
+def _first_unreadable_line(path):
+    """`"FILE, line N: what"` for the first line that cannot be read, or None.
+
+    The file is read again as bytes, line by line: the text layer decodes (and
+    gunzips) a chunk ahead of the line it hands out, so its error has no line number.
+    """
+    number = 0
+    try:
+        opener = gzip.open if os.fspath(path).lower().endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    return (f"{path}, line {number}: not UTF-8 text (byte "
+                            f"0x{line[error.start]:02x} at byte {error.start + 1} of the "
+                            f"line: {error.reason}); save the file as UTF-8.")
+    except gzip.BadGzipFile as error:
+        what = "not a gzip file" if str(error).startswith("Not a gzip") else "corrupt gzip data"
+        return f"{path}, line {number + 1}: {what} ({error})."
+    except (EOFError, zlib.error) as error:
+        return f"{path}, line {number + 1}: corrupt gzip data ({error})."
+    return None
+
+
 class _FieldSizeLimit:
     """Lets the csv module read long fields (whole documents) while reading a file."""
 
@@ -89,7 +127,7 @@ def _is_csv_quoted(path, delimiter, limit):
     fields means the file is quoted; a file without quotes reads the same either way.
     """
     with _open_text(path) as handle, _FieldSizeLimit():
-        reader = csv.reader(handle, delimiter=delimiter, strict=True)
+        reader = csv.reader(_readable_lines(handle, path), delimiter=delimiter, strict=True)
         try:
             header = next(reader, None)
             if header is None:
@@ -112,7 +150,8 @@ def _delimited_rows(path, delimiter, quoted):
     """Yields `(header, None)` once, then `(line_number, row)` for each row."""
     quoting = csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE
     with _open_text(path) as handle, _FieldSizeLimit():
-        reader = csv.reader(handle, delimiter=delimiter, quoting=quoting)
+        reader = csv.reader(_readable_lines(handle, path), delimiter=delimiter,
+                            quoting=quoting)
         header = next(reader, None)
         yield header, None
         for row in reader:
@@ -124,7 +163,7 @@ def json_rows(path):
     """Yields the first object's keys once, then `(line_number, object)`."""
     with _open_text(path) as handle:
         first = True
-        for number, line in enumerate(handle, 1):
+        for number, line in enumerate(_readable_lines(handle, path), 1):
             if not line.strip():
                 continue
             try:
@@ -199,6 +238,7 @@ def load_task_file(
     limit=None,
     transform=None,
     quoting="auto",
+    num_classes=None,
 ):
     """Reads labelled texts from a TSV, CSV or JSONL file with a header.
 
@@ -219,7 +259,9 @@ def load_task_file(
             are all ints -> classification with the ints as ids; other numbers (STS-B's
             `5.000`) -> regression; other strings -> classification, names sorted.
         label_names: class names by id. String labels are mapped through it (int
-            labels are taken as ids); without it string names are sorted.
+            labels are taken as ids, unless the names are ints themselves); without
+            it string names are sorted. See `task_labels.parse_labels` for what
+            labels mean and which are refused.
         delimiter: the field separator; by default tab for `.tsv`, comma for `.csv`.
         limit: read at most this many rows.
         transform: an optional callable applied to every text, e.g.
@@ -228,14 +270,18 @@ def load_task_file(
             when the whole file parses cleanly that way, as GLUE RTE does, and else
             with quote characters kept as text, as GLUE MRPC and STS-B need),
             `"csv"` or `"none"`.
+        num_classes: the number of classes (labels, for multilabel) int ids must
+            stay below when there are no `label_names`: the training data's, when
+            this file is its evaluation data.
 
     Returns:
         A `TaskData`.
 
     Raises:
         FileNotFoundError: no such file. ValueError: an empty file, an unknown column
-        (the message lists the header), a row with the wrong number of fields or an
-        unparsable label (the message gives the line number).
+        (the message lists the header), or, naming the line: bytes that are not UTF-8
+        or a corrupt gzip stream, a row with the wrong number of fields, a blank,
+        unknown or unparsable label.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -299,5 +345,5 @@ def load_task_file(
     labels = None
     if label_column is not False:
         labels, task, label_names = parse_labels(
-            raw_labels, lines, task, label_names, path, label_column)
+            raw_labels, lines, task, label_names, path, label_column, num_classes)
     return TaskData(tuple(texts), labels, task or "classification", label_names)

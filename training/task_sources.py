@@ -3,8 +3,10 @@
     train, evaluation = read_task_splits("train.tsv", eval_spec="dev.tsv")
     train, evaluation = read_task_splits("tfds:glue/sst2", holdout=0.1)
 
-The evaluation data is read with the training data's task and label names, so its
-labels mean what the training labels mean. A JSONL file whose objects have `tokens` +
+The evaluation data is read with the training data's task and label names (or, for
+labels that are class ids, its number of classes), so its labels mean what the
+training labels mean, and a class the training data lacks is refused, naming the
+file and the line, before any model is built. A JSONL file whose objects have `tokens` +
 `tags` is token-classification data, one with `question` + `context` span-QA data
 (`keras_albert.training.token_span_files`), unless `task` says otherwise.
 """
@@ -26,7 +28,16 @@ def _no_br(text):
     return text.replace("<br />", " ")
 
 
-def _read_token_or_span(spec, task, label_names, text_columns, label_column, replace_br):
+def _class_count(like):
+    """The number of classes the evaluation data's int ids must stay below, when the
+    training data `like` has ids rather than names (None when it has names, or none)."""
+    if like is None or like.label_names is not None or like.task in ("regression", "span"):
+        return None
+    return like.num_classes
+
+
+def _read_token_or_span(spec, task, label_names, num_classes, text_columns, label_column,
+                        replace_br):
     if spec.startswith("tfds:"):
         raise ValueError(f"task={task!r} reads a .jsonl file, not {spec!r}.")
     if text_columns or label_column or replace_br:
@@ -34,7 +45,7 @@ def _read_token_or_span(spec, task, label_names, text_columns, label_column, rep
                          "token_span_files): text columns, a label column and "
                          "replace_br do not apply.")
     if task == "token":
-        return load_token_file(spec, label_names=label_names)
+        return load_token_file(spec, label_names=label_names, num_classes=num_classes)
     return load_span_file(spec)
 
 
@@ -46,11 +57,12 @@ def read_task(spec, split="train", like=None, task=None, text_columns=None,
     often sorted by label."""
     task = like.task if like is not None else task
     label_names = like.label_names if like is not None else None
+    num_classes = _class_count(like)
     if task is None and not spec.startswith("tfds:"):
         task = jsonl_task_kind(spec)
     if task in TOKEN_SPAN_TASKS:
-        data = _read_token_or_span(spec, task, label_names, text_columns, label_column,
-                                   replace_br)
+        data = _read_token_or_span(spec, task, label_names, num_classes, text_columns,
+                                   label_column, replace_br)
     elif spec.startswith("tfds:"):
         name, _, tfds_split = spec[5:].partition(":")
         tfds_split = tfds_split or split
@@ -65,7 +77,8 @@ def read_task(spec, split="train", like=None, task=None, text_columns=None,
     else:
         data = load_task_file(spec, text_columns=text_columns, label_column=label_column,
                               task=task, label_names=label_names,
-                              transform=_no_br if replace_br else None)
+                              transform=_no_br if replace_br else None,
+                              num_classes=num_classes)
     if limit and limit < len(data):
         rows = np.random.default_rng(seed).permutation(len(data))[:limit]
         data = data.subset(np.sort(rows))

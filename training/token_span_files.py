@@ -78,11 +78,16 @@ def _jsonl_objects(path, keys, kind, limit):
     return objects
 
 
-def load_token_file(path, label_names=None, limit=None):
+def load_token_file(path, label_names=None, limit=None, num_classes=None):
     """Reads words and their tags (see the module docstring) into a `TokenTaskData`.
 
+    Tags mean what `keras_albert.training.task_labels` says classification labels
+    mean; without `label_names`, int tags must be below `num_classes` when given (the
+    training data's, for its evaluation data).
+
     Raises ValueError naming the line of an object whose `tokens` and `tags` differ
-    in length, whose words are not strings, or whose tag is not in `label_names`.
+    in length, whose words are not strings, or whose tag is blank, not in
+    `label_names` or an id out of range.
     """
     objects = _jsonl_objects(path, TOKEN_KEYS, "Token-classification", limit)
     words, raw_tags, tag_lines = [], [], []
@@ -105,7 +110,7 @@ def load_token_file(path, label_names=None, limit=None):
     if not raw_tags:
         raise ValueError(f"'{path}' has no tagged words.")
     ids, _, names = parse_labels(raw_tags, tag_lines, "classification", label_names, path,
-                                 "tags")
+                                 "tags", num_classes)
     tags, start = [], 0
     for tokens in words:
         tags.append(ids[start:start + len(tokens)])

@@ -33,7 +33,8 @@ def build_parser():
         description="Compact BERT-family encoders (ALBERT, BERT, DistilBERT) for Keras 3.",
     )
     parser.add_argument("--verbose", action="store_true",
-                        help="show TensorFlow's start-up and C++ log lines")
+                        help="show TensorFlow's start-up and C++ log lines (warnings and "
+                        "errors); without it they are held back")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (model_commands, training_commands):
         for name, (help_text, add_arguments, handler) in module.COMMANDS.items():

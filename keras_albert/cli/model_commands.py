@@ -163,8 +163,11 @@ def run_export(args):
     from keras_albert.models.tasks import PretrainingModel
     from keras_albert.training.run_directory import read_summary
 
+    if args.seq is not None and args.seq < 1:
+        raise ValueError(f"--seq must be >= 1; got {args.seq}.")
     summary = read_summary(args.model)
-    seq_length = args.seq or summary.get("seq_length") or 128
+    # None: `load`'s default (128, or the model's position table when shorter).
+    seq_length = args.seq or summary.get("seq_length")
     pairs = args.pairs or summary.get("text_inputs") == 2
     model, preprocessor = load(args.model, vocab=args.vocab, seq_length=seq_length,
                                task_model=True)
@@ -176,6 +179,8 @@ def run_export(args):
                   "positions; use --format hub for its mlm sub-object)", file=sys.stderr)
             model = model.encoder
         task = args.task or summary.get("task")
+        if task == "span":  # start and end logits: served as the model returns them
+            task = None
         warmup = _read_warmup_file(args.warmup_file, pairs) if args.warmup_file else None
         path = export_for_serving(model, args.output, preprocessor, version=args.version,
                                   pairs=pairs, task=task, warmup_texts=warmup)

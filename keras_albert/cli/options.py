@@ -43,6 +43,10 @@ def csv_of(kind):
 def add_training_options(parser, optimizer="adamw", learning_rate=None, batch=32, seq=128):
     group = parser.add_argument_group("training")
     group.add_argument("--output", required=True, help="directory for the model, logs, summary")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in OUTPUT (its model, summary, "
+                       "vocabulary, logs and checkpoint; other files stay); without it "
+                       "such a folder is refused, unless the run continues its checkpoint")
     group.add_argument("--batch", type=int, default=batch, help=f"global batch size ({batch})")
     group.add_argument("--seq", type=int, default=seq, help=f"sequence length ({seq})")
     group.add_argument("--optimizer", choices=OPTIMIZERS, default=optimizer,

@@ -6,6 +6,8 @@ Each command prints Keras's progress bar while it trains, writes its run directo
 (`OUTPUT/backup`) let a killed run started again with the same command continue
 exactly where it stopped, mid-epoch included: by default when a checkpoint exists,
 with `--resume` necessarily (it fails if there is none), never with `--no-resume`.
+A folder holding another run (a model, a vocabulary, logs) is refused unless the
+run continues its checkpoint; `--overwrite` replaces that run.
 
 `--strategy multi_worker` runs one process per worker with `TF_CONFIG` set; every
 worker runs the same command, `--batch` is the global batch, and only the chief
@@ -13,6 +15,8 @@ worker runs the same command, `--batch` is the global batch, and only the chief
 """
 
 import json
+import math
+import os
 
 from keras_albert.cli.options import (
     add_task_data_options,
@@ -43,6 +47,37 @@ def _print_summary(summary):
     print(json.dumps({key: value for key, value in summary.items() if key != "history"}))
 
 
+# Options that count something: below 1 no run can use them (0 steps trains nothing,
+# or divides by zero), so they are refused before anything loads.
+_COUNTS = ("batch", "seq", "epochs", "steps", "steps_per_epoch", "max_steps",
+           "eval_steps", "max_predictions", "checkpoint_every", "steps_per_execution",
+           "student_layers")
+
+
+def _check_training_options(args):
+    """Refuses counts below 1 and a learning rate that is not a finite number > 0 (a
+    NaN rate trains a NaN model), with one line, before anything is loaded."""
+    for name in _COUNTS:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1; got {value}.")
+    rate = args.learning_rate
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f"--learning-rate must be a finite number > 0; got {rate}.")
+
+
+def _data_fingerprint(args):
+    """What `finetune` and `distill` command lines add to the run's fingerprint about
+    their data (the library adds the examples it was given, the model, the optimizer
+    and the steps): the files (path, size, hash) or TFDS names, and how they are read."""
+    from keras_albert.training.fingerprint import source_settings
+
+    return {"train_source": source_settings(args.train),
+            "eval_source": source_settings(args.eval), "holdout": args.holdout,
+            "limit": args.limit, "text_columns": args.text_columns,
+            "label_column": args.label_column, "replace_br": args.replace_br}
+
+
 # === pretrain ===
 
 def add_pretrain_arguments(parser):
@@ -70,13 +105,16 @@ def add_pretrain_arguments(parser):
 
 
 def run_pretrain(args):
+    from keras_albert.presets import preset_config
     from keras_albert.training.pretrain import pretrain_on_corpus
 
+    _check_training_options(args)
     overrides = dict(args.set)
     reserved = {"seed", "remat", "dtype", "vocabulary_size"} & set(overrides)
     if reserved:
         raise ValueError(f"Set {sorted(reserved)} with their own options (--seed, --remat, "
                          "--precision, --vocab-size), not --set.")
+    preset_config(args.preset, **overrides)  # an unknown preset or key: before any work
     strategy = _start(args)
     summary = pretrain_on_corpus(
         args.corpus, args.output, optimizer_factory(args), preset=args.preset,
@@ -85,7 +123,7 @@ def run_pretrain(args):
         max_predictions=args.max_predictions, sentence_order=not args.no_sop,
         eval_steps=args.eval_steps, seed=args.seed, strategy=strategy,
         steps_per_execution=args.steps_per_execution, jit_compile=args.xla,
-        resume=args.resume, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, checkpoint_every=args.checkpoint_every, overwrite=args.overwrite,
         verbose=0 if args.quiet else "auto", **{**overrides, **runtime_options(args)})
     _print_summary(summary)
     return 0
@@ -110,14 +148,38 @@ def add_finetune_arguments(parser):
     add_training_options(parser, optimizer="adamw", learning_rate=5e-5)
 
 
+def _check_model_source(source):
+    """A bare name that is neither a preset nor a path is most likely a mistyped
+    preset: say so, with the presets (not just that no such file exists)."""
+    from keras_albert.presets import list_presets
+
+    if (source in list_presets() or "/" in source or os.sep in source
+            or os.path.exists(source) or os.path.exists(f"{source}.index")):  # TF1 prefix
+        return
+    raise ValueError(f"Unknown preset {source!r}, and no file or directory of that name. "
+                     f"Known presets: {', '.join(list_presets())}.")
+
+
+def _finetune_fingerprint(args):
+    """What a `finetune` command line adds to the run's fingerprint: its data files and
+    the model's source (preset, or path) and vocabulary file; `finetune` adds the
+    model's configuration, the optimizer's settings, the steps ..."""
+    from keras_albert.training.fingerprint import file_settings, model_source_settings
+
+    return {**_data_fingerprint(args), "model_source": model_source_settings(args.model),
+            "vocab_file": file_settings(args.vocab) if args.vocab else None}
+
+
 def run_finetune(args):
     from keras_albert.conversion.pretrained import load
     from keras_albert.models.task_kinds import task_model
     from keras_albert.training.finetune import finetune
     from keras_albert.training.task_sources import read_task_splits
 
+    _check_training_options(args)
     strategy = _start(args)
     train, evaluation = read_task_splits(args.train, **task_data_options(args))
+    _check_model_source(args.model)
     with strategy.scope():
         encoder, preprocessor = load(args.model, vocab=args.vocab, seq_length=args.seq,
                                      **runtime_options(args))
@@ -128,7 +190,8 @@ def run_finetune(args):
             epochs=args.epochs, batch_size=args.batch, eval_data=evaluation, seed=args.seed,
             max_steps=args.max_steps, verbose=0 if args.quiet else "auto",
             jit_compile=args.xla, resume=args.resume, checkpoint_every=args.checkpoint_every,
-            steps_per_execution=args.steps_per_execution,
+            steps_per_execution=args.steps_per_execution, overwrite=args.overwrite,
+            fingerprint=_finetune_fingerprint(args),
         )
     _print_summary(summary)
     return 0
@@ -160,6 +223,7 @@ def run_distill(args):
     from keras_albert.training.distill import distill
     from keras_albert.training.task_sources import read_task_splits
 
+    _check_training_options(args)
     strategy = _start(args)
     train, evaluation = read_task_splits(args.train, **task_data_options(args))
     with strategy.scope():
@@ -170,9 +234,10 @@ def run_distill(args):
             alpha_cos=args.alpha_cos, seq_length=args.seq, epochs=args.epochs,
             batch_size=args.batch, eval_data=evaluation, seed=args.seed,
             max_steps=args.max_steps, resume=args.resume,
-            checkpoint_every=args.checkpoint_every,
+            checkpoint_every=args.checkpoint_every, overwrite=args.overwrite,
             steps_per_execution=args.steps_per_execution, jit_compile=args.xla,
-            verbose=0 if args.quiet else "auto", **runtime_options(args))
+            verbose=0 if args.quiet else "auto", fingerprint=_data_fingerprint(args),
+            **runtime_options(args))
     _print_summary(summary)
     return 0
 

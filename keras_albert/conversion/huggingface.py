@@ -164,29 +164,39 @@ def tokenizer_from_directory(directory):
     """The tokenizer of a Hugging Face directory (`spiece.model` or `vocab.txt`), or None.
 
     Lowercasing and accent stripping follow `tokenizer_config.json` when present
-    (`do_lower_case`, `strip_accents`, `keep_accents`), else the uncased defaults.
+    (`do_lower_case`, `strip_accents`, `keep_accents`), else the uncased defaults. A
+    directory holding both vocabularies is refused: one of them is not the model's,
+    and a model with enough embeddings would run with the wrong one unnoticed.
     """
+    directory = pathlib.Path(directory)
+    present = [name for name in ("spiece.model", "vocab.txt") if (directory / name).exists()]
+    if len(present) > 1:
+        raise ValueError(
+            f"{directory} holds two vocabularies, spiece.model and vocab.txt; one of them "
+            "is not the model's. Remove it, or name the model's with vocab= (--vocab).")
+    return tokenizer_from_vocabulary(directory / present[0]) if present else None
+
+
+def tokenizer_from_vocabulary(path):
+    """The tokenizer of a `spiece.model` or `vocab.txt` file, with the settings of the
+    `tokenizer_config.json` beside it (as `tokenizer_from_directory`)."""
     from keras_albert.tokenizers import SentencePieceTokenizer, WordPieceTokenizer
 
-    directory = pathlib.Path(directory)
+    path = pathlib.Path(path)
     settings = {}
-    if (directory / "tokenizer_config.json").exists():
-        settings = _read_json(directory / "tokenizer_config.json", "tokenizer config")
+    if (path.parent / "tokenizer_config.json").exists():
+        settings = _read_json(path.parent / "tokenizer_config.json", "tokenizer config")
     lowercase = bool(settings.get("do_lower_case", True))
-    if (directory / "spiece.model").exists():
+    if path.name == "spiece.model":
         return SentencePieceTokenizer(
-            str(directory / "spiece.model"),
+            str(path),
             lowercase=lowercase,
             strip_accents=not settings.get("keep_accents", False),
         )
-    if (directory / "vocab.txt").exists():
-        strip_accents = settings.get("strip_accents")
-        # BERT's tokenizer strips accents when lowercasing unless told otherwise.
-        strip_accents = lowercase if strip_accents is None else bool(strip_accents)
-        return WordPieceTokenizer(
-            str(directory / "vocab.txt"), lowercase=lowercase, strip_accents=strip_accents
-        )
-    return None
+    strip_accents = settings.get("strip_accents")
+    # BERT's tokenizer strips accents when lowercasing unless told otherwise.
+    strip_accents = lowercase if strip_accents is None else bool(strip_accents)
+    return WordPieceTokenizer(str(path), lowercase=lowercase, strip_accents=strip_accents)
 
 
 def write_tokenizer(tokenizer, directory):

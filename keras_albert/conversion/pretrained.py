@@ -20,6 +20,7 @@ import keras
 from keras_albert.conversion import huggingface, keras_hub_presets, tf1_albert
 
 FORMATS = ("keras", "hf")
+DEFAULT_SEQ_LENGTH = 128  # the preprocessor's length when none is asked for
 
 
 class Pretrained(NamedTuple):
@@ -98,6 +99,8 @@ def source_format(source):
 
 
 def _preprocessor(tokenizer, encoder, seq_length, pad_to):
+    """The model's preprocessor: `seq_length` long, or when None `DEFAULT_SEQ_LENGTH`
+    capped at the model's position table; a longer length asked for is refused."""
     from keras_albert.tokenizers import Preprocessor
 
     if tokenizer is None:
@@ -107,11 +110,16 @@ def _preprocessor(tokenizer, encoder, seq_length, pad_to):
             f"The tokenizer has {tokenizer.vocabulary_size} tokens but the model only "
             f"{encoder.vocabulary_size} embeddings; they do not belong together."
         )
-    return Preprocessor(tokenizer, seq_length=min(seq_length, encoder.max_sequence_length),
-                        pad_to=pad_to)
+    positions = encoder.max_sequence_length
+    if seq_length is None:
+        seq_length = min(DEFAULT_SEQ_LENGTH, positions)
+    elif seq_length > positions:
+        raise ValueError(f"Sequence length {seq_length} exceeds the model's position table "
+                         f"({positions} positions); use at most {positions}.")
+    return Preprocessor(tokenizer, seq_length=seq_length, pad_to=pad_to)
 
 
-def from_pretrained(source, heads=False, allow_pickle=False, seq_length=128, pad_to="fixed",
+def from_pretrained(source, heads=False, allow_pickle=False, seq_length=None, pad_to="fixed",
                     timeout=20.0, **overrides):
     """Loads a pretrained checkpoint of any supported format, strictly.
 
@@ -127,7 +135,8 @@ def from_pretrained(source, heads=False, allow_pickle=False, seq_length=128, pad
             checkpoint's masked-LM head and its SOP / NSP head when it has one.
         allow_pickle: allow `pytorch_model.bin` (a pickle: only for trusted files).
         seq_length, pad_to: for the `Preprocessor` (see `InputPacker`); the
-            sequence length is capped at the model's position table.
+            sequence length defaults to 128, or the model's position table when
+            shorter; a longer one than the table is refused.
         timeout: seconds to wait for the Hub before giving up.
         **overrides: runtime options (`dropout`, `attention_dropout`, `activation`,
             `seed`, `remat`, `dtype`, `name`). Forcing an activation other than the
@@ -174,7 +183,7 @@ def _load_checkpoint(kind, source, heads, allow_pickle, seq_length, pad_to, time
     return Pretrained(model, _preprocessor(tokenizer, encoder, seq_length, pad_to))
 
 
-def load(source, vocab=None, seq_length=128, task_model=False, heads=False,
+def load(source, vocab=None, seq_length=None, task_model=False, heads=False,
          allow_pickle=False, pad_to="fixed", timeout=20.0, **overrides):
     """`(model, preprocessor)` from any model source: the one loader behind the CLI.
 
@@ -187,8 +196,10 @@ def load(source, vocab=None, seq_length=128, task_model=False, heads=False,
     - anything `from_pretrained` reads (Hugging Face directories and `hf://` ids,
       keras-hub presets, ALBERT TF1 checkpoints), with `heads` as there.
 
-    The preprocessor's length is `seq_length`, capped at the model's position table;
-    a vocabulary larger than the embeddings is refused.
+    The preprocessor's length is `seq_length` (default: 128, or the model's position
+    table when shorter); a longer length than the table is refused, and so are a
+    vocabulary larger than the embeddings and a folder holding both a `spiece.model`
+    and a `vocab.txt` (unless `vocab` names one).
 
     >>> model, preprocessor = load("albert_tiny", vocab="spiece.model")  # doctest: +SKIP
     >>> model, preprocessor = load("runs/sst2", task_model=True)  # doctest: +SKIP
@@ -215,8 +226,7 @@ def load(source, vocab=None, seq_length=128, task_model=False, heads=False,
                                     **overrides)
     else:
         keras_file = _keras_file(pathlib.Path(source))
-        # compile=False: the saved optimizer is not needed to use the model.
-        saved = keras.saving.load_model(keras_file, compile=False)
+        saved = _read_keras_file(keras_file)
         if task_model:
             if overrides:
                 raise ValueError(f"Options {sorted(overrides)} rebuild an encoder; they "
@@ -235,6 +245,22 @@ def load(source, vocab=None, seq_length=128, task_model=False, heads=False,
                                            seq_length, pad_to))
 
 
+def _read_keras_file(path):
+    """The model a `.keras` file holds, or a one-line error saying why not (Keras says
+    "File not found" for a file that is there but is no zip archive)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path} is not a readable .keras file (not a zip archive: "
+                         "truncated, or not written by Keras).")
+    try:
+        # compile=False: the saved optimizer is not needed to use the model.
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise ValueError(f"{path} is not a readable .keras file ({reason}).") from error
+
+
 def tokenizer_from_file(path):
     """The tokenizer of a vocabulary file: a SentencePiece `*.model` or a WordPiece
     `*.txt`. `spiece.model` / `vocab.txt` read the `tokenizer_config.json` beside them;
@@ -245,7 +271,7 @@ def tokenizer_from_file(path):
     if not path.is_file():
         raise FileNotFoundError(f"Vocabulary file not found: {path}")
     if path.name in ("spiece.model", "vocab.txt"):
-        return huggingface.tokenizer_from_directory(path.parent)
+        return huggingface.tokenizer_from_vocabulary(path)
     if path.suffix == ".model":
         return SentencePieceTokenizer(str(path), lowercase=True, strip_accents=True)
     if path.suffix == ".txt":

@@ -47,7 +47,11 @@ Encoder (`export_hub_encoder`), a Reusable SavedModel
 
 Inputs of another dtype or rank find no matching function and raise an error
 (`TypeError`/`ValueError`); sequences longer than the encoder's
-`max_sequence_length` fail at run time.
+`max_sequence_length` fail at run time, and so do ids the encoder cannot embed
+(`tf.errors.InvalidArgumentError` naming the input): `input_word_ids` outside
+[0, vocabulary size), `input_mask` other than 0 and 1, `input_type_ids` outside
+[0, number of segments) (when the encoder reads them) and `masked_lm_positions`
+outside [0, seq_length).
 
 Keras 3 and tf_keras
 --------------------
@@ -121,8 +125,39 @@ def _reusable(variables, trainable_variables):
     return obj
 
 
+def id_checks(inputs, encoder):
+    """Run-time asserts that the ids in `inputs` are ones `encoder` can embed.
+
+    The lookups do not refuse every bad id: Keras's `take` reads a negative id
+    from the end of the table (-1 is the last token) and, on GPU, an id past the
+    table reads zeros. So `input_word_ids` must be in [0, vocabulary_size),
+    `input_mask` 0 or 1, and `input_type_ids` (if the encoder reads them) in
+    [0, num_segments). Returns the assert ops, for `tf.control_dependencies`;
+    a failed one raises `tf.errors.InvalidArgumentError` naming the input.
+    """
+    rules = {
+        "input_word_ids": (encoder.vocabulary_size,
+                           f"token ids in [0, {encoder.vocabulary_size})"),
+        "input_mask": (2, "1 (token) or 0 (padding)"),
+    }
+    if "input_type_ids" in encoder.input_keys:
+        rules["input_type_ids"] = (encoder.num_segments,
+                                   f"segment ids in [0, {encoder.num_segments})")
+    checks = []
+    for key, (limit, what) in rules.items():
+        if key in inputs:
+            value = inputs[key]
+            checks.append(tf.debugging.Assert(
+                tf.reduce_all((value >= 0) & (value < limit)),
+                [f"{key} must hold {what}; got values from", tf.reduce_min(value),
+                 "to", tf.reduce_max(value)]))
+    return checks
+
+
 def _run_encoder(encoder, inputs, training):
     """Returns `(the export's float32 output dict, the raw sequence_output)`."""
+    with tf.control_dependencies(id_checks(inputs, encoder)):
+        inputs = {key: tf.identity(value) for key, value in inputs.items()}
     # DistilBERT-style encoders read no type ids: the key is accepted and dropped.
     outputs = encoder({key: inputs[key] for key in encoder.input_keys}, training=training)
     pooled = _float32(outputs["pooled_output"])
@@ -237,9 +272,18 @@ def export_hub_encoder(model, export_dir, seq_length=None):
         @tf.function
         def mlm_call(inputs, training=False):
             outputs, sequence_output = _run_encoder(encoder, inputs, training)
+            positions = inputs[MLM_POSITIONS_KEY]
+            length = tf.shape(inputs["input_word_ids"])[1]
+            check = tf.debugging.Assert(
+                tf.reduce_all((positions >= 0) & (positions < length)),
+                [f"{MLM_POSITIONS_KEY} must hold positions in [0, seq_length); got values "
+                 "from", tf.reduce_min(positions), "to", tf.reduce_max(positions),
+                 "with seq_length", length])
+            with tf.control_dependencies([check]):
+                positions = tf.identity(positions)
             # As in PretrainingModel: the head reads the encoder's sequence output
             # in the compute dtype, with its decoder tied to the word embeddings.
-            logits = mlm_head(sequence_output, inputs[MLM_POSITIONS_KEY], training=training)
+            logits = mlm_head(sequence_output, positions, training=training)
             outputs["mlm_logits"] = _float32(logits)
             return outputs
 

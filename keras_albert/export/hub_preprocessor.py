@@ -30,6 +30,13 @@ Preprocessor (`export_hub_preprocessor`)
   Too-long inputs are truncated as transformers' `truncation="longest_first"`
   (the longer segment loses its last tokens first), exactly as
   `keras_albert.tokenizers.InputPacker`.
+
+Bad requests. Called from Python, `strings` of another rank find no matching
+function (`TypeError`); `signatures["serving_default"]` checks no shape, so the
+graph refuses them with `tf.errors.InvalidArgumentError` (`Shape of tensor strings
+[] is not compatible with expected shape [?]`). `bert_pack_inputs` raises it too,
+naming the segment, for segments of different batch sizes and for ids outside
+[0, `vocab_size`).
 """
 
 import os
@@ -44,6 +51,45 @@ from keras_albert.tokenizers.preprocessor import Preprocessor
 DEFAULT_SEQ_LENGTH = 128
 
 _RAGGED_IDS = tf.RaggedTensorSpec([None, None], tf.int32, ragged_rank=1, row_splits_dtype=tf.int64)
+
+
+def checked_strings(strings):
+    """`strings`, a signature's tf.string argument, checked at run time to be a batch.
+
+    Call it on the argument itself: the error names the tensor it checks, e.g.
+    `Shape of tensor text [] is not compatible with expected shape [?]`.
+    """
+    # A signature's input_signature [None] is a promise, not a check: the functions
+    # of `signatures` (and TensorFlow Serving's Session::Run) feed whatever shape
+    # comes. tensorflow-text's FastWordpieceTokenizeWithOffsets kernel (the
+    # WordPiece lookup of FastBertTokenizer) views its input as a vector and loops
+    # over its dim 0 without checking the rank (the check in its shape function is
+    # commented out): a scalar string has no dim 0, the loop reads past the one
+    # string and the process dies (SIGSEGV; a model server with it), and a [1, 2]
+    # matrix is read as its first row, silently dropping the second text.
+    # SentencePiece flattens instead (two rows for [1, 2]). EnsureShape checks the
+    # shape that is fed, before the tokenizer runs (data flow); an assert on
+    # tf.rank would not: the static [None] folds `rank == 1` to True.
+    return tf.ensure_shape(strings, [None])
+
+
+def _checked_segments(segments, vocab_size):
+    """`bert_pack_inputs`' segments behind run-time checks: one batch size for all,
+    ids in [0, vocab_size) (a client may build the ragged ids itself)."""
+    checks = []
+    for index, segment in enumerate(segments):
+        if index:
+            checks.append(tf.debugging.Assert(
+                tf.equal(segment.nrows(), segments[0].nrows()),
+                [f"bert_pack_inputs: segment {index} must hold as many texts as segment 0; "
+                 "got", segment.nrows(), "and", segments[0].nrows()]))
+        ids = segment.flat_values
+        checks.append(tf.debugging.Assert(
+            tf.reduce_all((ids >= 0) & (ids < vocab_size)),
+            [f"bert_pack_inputs: segment {index} must hold token ids in [0, {vocab_size}); "
+             "got ids from", tf.reduce_min(ids), "to", tf.reduce_max(ids)]))
+    with tf.control_dependencies(checks):
+        return [tf.identity(segment) for segment in segments]
 
 
 def _pack(segments, seq_length, cls_id, sep_id, pad_id):
@@ -147,7 +193,7 @@ def export_hub_preprocessor(preprocessor_or_tokenizer, export_dir, seq_length=No
     root.tokenizer_layer = tokenizer
 
     def tokenize_strings(strings):
-        return tf.cast(tokenizer(strings), tf.int32)
+        return tf.cast(tokenizer(checked_strings(strings)), tf.int32)
 
     def pack(segments, length):
         return _pack(
@@ -170,7 +216,7 @@ def export_hub_preprocessor(preprocessor_or_tokenizer, export_dir, seq_length=No
     def bert_pack_inputs(inputs, seq_length=seq_length):
         if not isinstance(inputs, (list, tuple)) or not 1 <= len(inputs) <= 2:
             raise ValueError("bert_pack_inputs takes a list of one or two tokenized segments.")
-        return pack(list(inputs), seq_length)
+        return pack(_checked_segments(list(inputs), special["vocab_size"]), seq_length)
 
     for num_segments in (1, 2):
         for length_dtype in (tf.int32, tf.int64):

@@ -18,6 +18,16 @@ Signatures.
   and `input_type_ids`, for clients that tokenize themselves (ids of any length up
   to the model's position table; the three must have the same shape).
 
+Bad requests. Neither the loaded signatures nor TensorFlow Serving check an input's
+shape against the signature, so the graph does, before tokenizing or embedding
+anything; a bad request raises `tf.errors.InvalidArgumentError` (the `{"error":
+...}` of TensorFlow Serving) whose message names the input, and serves nothing:
+texts of any rank but 1 (a scalar string: `Shape of tensor text [] is not
+compatible with expected shape [?]`), `text_a` and `text_b` of different lengths,
+id tensors of another rank or shape, `input_word_ids` outside [0, vocabulary size),
+`input_mask` other than 0 and 1, `input_type_ids` outside [0, number of segments)
+(when the encoder reads them).
+
 Outputs (always float32, whatever the training precision):
 - an `Encoder`: `pooled_output` [batch, H], `sequence_output` [batch, seq, H] and
   `input_mask` [batch, seq] (int32, so clients can mean-pool over real tokens);
@@ -41,8 +51,11 @@ import os
 import shutil
 import tempfile
 
+import keras
 import tensorflow as tf
 
+from keras_albert.export.hub import id_checks
+from keras_albert.export.hub_preprocessor import checked_strings
 from keras_albert.models.encoder import Encoder
 
 _ID_KEYS = ("input_word_ids", "input_mask", "input_type_ids")
@@ -88,15 +101,29 @@ def _infer_task(model, task):
 
 
 class _ServingModule(tf.Module):
-    """Holds the model and preprocessor so their variables and vocabulary assets
-    are saved, and maps model outputs to the contract's named float32 tensors."""
+    """Holds the model's variables and the preprocessor, so that both are saved,
+    and maps model outputs to the contract's named float32 tensors."""
 
     def __init__(self, model, preprocessor, task):
         super().__init__(name="keras_albert_serving")
-        self.model = model
+        self._hold(model)
+        # The tf.Variables behind the Keras ones are what the SavedModel saves: only
+        # they get into its TF1 restore op, which TensorFlow Serving (like any
+        # Session loader) runs. Saved as Keras variables, they are restored by
+        # `tf.saved_model.load` only, and the server answers every request with
+        # "Could not find variable pooler/kernel".
+        self.tf_variables = [
+            variable.value if isinstance(variable, keras.Variable) else variable
+            for variable in model.variables
+        ]
         self.preprocessor = preprocessor
         self._task = task
         self._input_keys = tuple(getattr(model, "input_keys", _ID_KEYS))
+
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def _hold(self, model):
+        # Not tracked: the SavedModel would save its (Keras) variables a second time.
+        self.model = model
 
     def run(self, features):
         features = {key: tf.cast(features[key], tf.int32) for key in _ID_KEYS}
@@ -136,6 +163,12 @@ class _ServingModule(tf.Module):
             )
             for key, value in (("input_mask", input_mask), ("input_type_ids", input_type_ids))
         ]
+        # The encoder's vocabulary and segments bound the ids (task models hold one).
+        encoder = self.model if isinstance(self.model, Encoder) else getattr(
+            self.model, "encoder", None)
+        if encoder is not None:
+            checks += id_checks({"input_word_ids": input_word_ids, "input_mask": input_mask,
+                                 "input_type_ids": input_type_ids}, encoder)
         with tf.control_dependencies(checks):
             return self.run({
                 "input_word_ids": tf.identity(input_word_ids),
@@ -214,6 +247,7 @@ def export_saved_model(model, export_dir, preprocessor, pairs=False, task=None,
     if pairs:
         @tf.function(input_signature=[text, text])
         def serve_text(text_a, text_b):
+            text_a, text_b = checked_strings(text_a), checked_strings(text_b)
             # One text_b per text_a; without this check the mismatch surfaces deep in
             # the packer as "Incompatible shapes".
             check = tf.debugging.assert_equal(
@@ -225,7 +259,7 @@ def export_saved_model(model, export_dir, preprocessor, pairs=False, task=None,
     else:
         @tf.function(input_signature=[text])
         def serve_text(text):
-            return module.run(module.preprocessor(text))
+            return module.run(module.preprocessor(checked_strings(text)))
 
     @tf.function(input_signature=[ids, ids, ids])
     def serve_ids(input_word_ids, input_mask, input_type_ids):
