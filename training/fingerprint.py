@@ -1,7 +1,7 @@
 """The pieces of a run's fingerprint: what its result depends on, as JSON-able dicts.
 
 A checkpoint stores the fingerprint of the run that wrote it
-(`keras_albert.training.resume`); a run started in the same folder with another one
+(`keras_albert.training.resume`), which compares it with `run_differences`; a run started in the same folder with another one
 is refused instead of continuing a different run's weights. Each command assembles
 its fingerprint where the information is, from these pieces: the command line adds
 its files and model source, `pretrain_on_corpus`, `finetune` and `distill` add the
@@ -102,3 +102,32 @@ def optimizer_settings(optimizer):
         config["learning_rate"] = {"schedule": schedule.get("class_name"),
                                    **schedule.get("config", {})}
     return _jsonable({"class": type(optimizer).__name__, **config})
+
+
+def _flatten(settings, prefix=""):
+    """`{"model": {"num_layers": 2}}` -> `{"model.num_layers": 2}`."""
+    flat = {}
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def run_differences(old, new):
+    """The settings two run fingerprints differ in, as `name: old -> new` (nested
+    settings named by their path).
+
+    >>> run_differences({"seq": 32, "model": {"num_layers": 2}},
+    ...                 {"seq": 64, "model": {"num_layers": 2}})
+    ['seq: 32 -> 64']
+    """
+    old, new = _flatten(old), _flatten(new)
+
+    def shown(settings, key):
+        return json.dumps(settings[key]) if key in settings else "(not set)"
+
+    return [f"{key}: {shown(old, key)} -> {shown(new, key)}"
+            for key in sorted(set(old) | set(new)) if shown(old, key) != shown(new, key)]

@@ -47,6 +47,8 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_albert.training.fingerprint import run_differences
+
 __all__ = [
     "ChiefBackupAndRestore",
     "make_checkpoint",
@@ -111,35 +113,6 @@ def _optimizer_variable_indices(model):
 
 _START_OVER = ("Pass --no-resume to start over (or --overwrite; resume='restart' from "
                "Python)")
-
-
-def _flatten(settings, prefix=""):
-    """`{"model": {"num_layers": 2}}` -> `{"model.num_layers": 2}`."""
-    flat = {}
-    for key, value in settings.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def run_differences(old, new):
-    """The settings two run fingerprints differ in, as `name: old -> new` (nested
-    settings named by their path).
-
-    >>> run_differences({"seq": 32, "model": {"num_layers": 2}},
-    ...                 {"seq": 64, "model": {"num_layers": 2}})
-    ['seq: 32 -> 64']
-    """
-    old, new = _flatten(old), _flatten(new)
-
-    def shown(settings, key):
-        return json.dumps(settings[key]) if key in settings else "(not set)"
-
-    return [f"{key}: {shown(old, key)} -> {shown(new, key)}"
-            for key in sorted(set(old) | set(new)) if shown(old, key) != shown(new, key)]
 
 
 class ChiefBackupAndRestore(keras.callbacks.Callback):
