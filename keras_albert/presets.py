@@ -11,9 +11,9 @@ positions, 2 token types). The ALBERT paper's Table 3/4 variants come from overr
 # checks them against `Encoder`). Written out because the presets import no model.
 CONFIG_KEYS = (
     "activation", "attention_dropout", "dropout", "dtype", "embedding_dim", "hidden_dim",
-    "initializer_range", "inner_group_num", "intermediate_dim", "layer_norm_epsilon",
+    "initializer_range", "inner_group_num", "intermediate_dim", "key_size", "layer_norm_epsilon",
     "max_sequence_length", "name", "num_groups", "num_heads", "num_layers", "num_segments",
-    "remat", "seed", "sharing", "trainable", "use_pooler", "vocabulary_size",
+    "remat", "seed", "sharing", "trainable", "use_pooler", "value_size", "vocabulary_size",
 )
 
 ALBERT_VOCABULARY_SIZE = 30000
@@ -65,12 +65,12 @@ def check_config_keys(keys):
     """Raises `ValueError` naming those of `keys` that are not `CONFIG_KEYS`.
 
     A functional Keras model drops constructor arguments it does not know without a
-    word, so a misspelt override (`key_size=128`) would build the preset unchanged.
+    word, so a misspelt override (`key_dim=128`) would build the preset unchanged.
 
-    >>> check_config_keys(["hidden_dim", "key_size"])
+    >>> check_config_keys(["hidden_dim", "key_dim"])
     Traceback (most recent call last):
     ...
-    ValueError: Unknown Encoder configuration key(s) ['key_size']. Valid keys: ...
+    ValueError: Unknown Encoder configuration key(s) ['key_dim']. Valid keys: ...
     """
     unknown = sorted(set(keys) - set(CONFIG_KEYS))
     if unknown:
@@ -97,10 +97,10 @@ def preset_config(name, /, **overrides):
     128
     >>> preset_config("albert_base", embedding_dim=64, sharing="none")["embedding_dim"]
     64
-    >>> preset_config("albert_base", key_size=128)
+    >>> preset_config("albert_base", key_dim=128)
     Traceback (most recent call last):
     ...
-    ValueError: Unknown Encoder configuration key(s) ['key_size']. Valid keys: ...
+    ValueError: Unknown Encoder configuration key(s) ['key_dim']. Valid keys: ...
     """
     _check_name(name)
     check_config_keys(overrides)

@@ -523,7 +523,10 @@ def test_activation_override_warns_and_architecture_override_is_refused(hf_check
         keras_albert.from_pretrained(directory, hidden_dim=64)
     # A key no Encoder has is a typo, not a fixed architecture: named, with the valid keys.
     with pytest.raises(ValueError, match=r"Unknown Encoder configuration key\(s\) "
-                                         r"\['key_size'\]\. Valid keys: activation, "):
+                                         r"\['key_dim'\]\. Valid keys: activation, "):
+        keras_albert.from_pretrained(directory, key_dim=128)
+    # key_size is a real key, but the checkpoint's query/key kernels fix it.
+    with pytest.raises(ValueError, match=r"Cannot override \['key_size'\]"):
         keras_albert.from_pretrained(directory, key_size=128)
 
 

@@ -86,6 +86,11 @@ def test_pretraining_loss_falls_on_real_corpus(corpus_tokenizer, tmp_path):
     assert 0.0 <= after["sop_logits_accuracy"] <= 1.0
     history = summary["history"]
     assert history["loss"][-1] < history["loss"][0]
+    # Held-out curves: one evaluation per epoch on the same batches; the last one is
+    # the "after" evaluation.
+    assert len(history["val_mlm_logits_accuracy"]) == 3
+    assert history["val_mlm_logits_loss"][-1] == pytest.approx(after["mlm_logits_loss"],
+                                                               rel=1e-5)
     assert summary["tokens_per_second"] > 0
     # What a user gets back: a model that reloads, its vocabulary, TensorBoard logs.
     reloaded = keras.saving.load_model(tmp_path / "model.keras")

@@ -129,17 +129,17 @@ def test_config_keys_are_the_encoder_arguments():
 def test_unknown_override_key_names_it_and_lists_the_valid_keys_sorted():
     valid = sorted(Encoder(vocabulary_size=10, hidden_dim=8, num_layers=1,
                            num_heads=2).get_config())
-    expected = (r"Unknown Encoder configuration key\(s\) \['key_size'\]\. Valid keys: "
+    expected = (r"Unknown Encoder configuration key\(s\) \['key_dim'\]\. Valid keys: "
                 + re.escape(", ".join(valid)) + r"\.$")
     with pytest.raises(ValueError, match=expected):
-        preset_config("albert_base", key_size=128)
+        preset_config("albert_base", key_dim=128)
     with pytest.raises(ValueError, match=expected):
-        Encoder.from_preset("albert_base", key_size=128, embedding_dim=64)
-    with pytest.raises(ValueError, match=r"\['hiden_dim', 'key_size'\]"):
-        preset_config("bert_tiny", key_size=128, hiden_dim=32, num_layers=1)
+        Encoder.from_preset("albert_base", key_dim=128, embedding_dim=64)
+    with pytest.raises(ValueError, match=r"\['hiden_dim', 'key_dim'\]"):
+        preset_config("bert_tiny", key_dim=128, hiden_dim=32, num_layers=1)
     # The constructor itself refuses what keras.Model would silently drop.
-    with pytest.raises(ValueError, match=r"\['key_size'\]"):
-        Encoder(vocabulary_size=10, hidden_dim=8, num_layers=1, num_heads=2, key_size=4)
+    with pytest.raises(ValueError, match=r"\['key_dim'\]"):
+        Encoder(vocabulary_size=10, hidden_dim=8, num_layers=1, num_heads=2, key_dim=4)
     # Every config key, Keras's `name` and `trainable` included, is a valid override.
     assert preset_config("bert_tiny", name="teacher", trainable=False)["name"] == "teacher"
     assert Encoder.from_preset("bert_tiny", name="teacher", num_layers=1).name == "teacher"
@@ -147,9 +147,9 @@ def test_unknown_override_key_names_it_and_lists_the_valid_keys_sorted():
 
 def test_cli_info_refuses_an_unknown_set_key():
     result = subprocess.run(
-        [_cli(), "info", "albert_base", "--set", "key_size=128"], capture_output=True,
+        [_cli(), "info", "albert_base", "--set", "key_dim=128"], capture_output=True,
         text=True,
     )
     assert result.returncode == 2 and result.stdout == ""
-    assert "Unknown Encoder configuration key(s) ['key_size']" in result.stderr
+    assert "Unknown Encoder configuration key(s) ['key_dim']" in result.stderr
     assert "Valid keys: activation, attention_dropout, dropout, dtype," in result.stderr

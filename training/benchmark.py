@@ -7,12 +7,14 @@ sentence-order heads on random token ids, through `model.train_on_batch`.
 Model FLOPs per step (the usual 6ND accounting, stated so numbers can be checked):
 
     6 * tokens * W                     W = weights applied per token:
-                                         L_applied * (4 H^2 + 2 H I) (+ E H if E != H)
-  + 12 * L_applied * H * S * tokens    attention scores and weighted sums
+                                         L_applied * (2 H A (k + v) + 2 H I) (+ E H if E != H)
+  + 6 * L_applied * A (k + v) * S * tokens
+                                       attention scores and weighted sums
   + 6 * masked * (H E + E V)           masked-LM transform and tied decoder
 
 where L_applied = num_layers * inner_group_num (shared weights count every time they
-are applied).
+are applied), A the heads, k and v the key and value sizes per head (H / A by default,
+which makes the first two terms L_applied (4 H^2 + 2 H I) and 12 L_applied H S tokens).
 """
 
 import argparse
@@ -33,11 +35,18 @@ def model_flops_per_step(config, batch, seq, masked):
     intermediate = config.get("intermediate_dim") or 4 * hidden
     embedding = config.get("embedding_dim") or hidden
     applied = config["num_layers"] * config.get("inner_group_num", 1)
-    weights = applied * (4 * hidden * hidden + 2 * hidden * intermediate)
+    heads = config["num_heads"]
+    key_size = config.get("key_size") or hidden // heads
+    value_size = config.get("value_size") or hidden // heads
+    # Query and key project to heads x key_size, value and output to heads x value_size.
+    projections = 2 * hidden * heads * (key_size + value_size)
+    weights = applied * (projections + 2 * hidden * intermediate)
     if embedding != hidden:
         weights += embedding * hidden
     tokens = batch * seq
-    attention = 12 * applied * hidden * seq * tokens
+    # Scores (key_size) and context (value_size) per head: 2 FLOPs a multiply-add, x3
+    # for the forward and the two backward matmuls.
+    attention = 6 * applied * heads * (key_size + value_size) * seq * tokens
     head = 6 * batch * masked * (hidden * embedding + embedding * config["vocabulary_size"])
     return 6 * tokens * weights + attention + head
 

@@ -72,9 +72,13 @@ def _jsonable(settings):
 
 def encoder_settings(encoder):
     """An encoder's configuration (architecture, dropout, `remat`) with its precision
-    as the dtype policy's name; without its `name`, which Keras numbers per process."""
+    as the dtype policy's name; without its `name`, which Keras numbers per process,
+    and without head sizes equal to hidden / heads (the default, and all that
+    checkpoints written before `key_size` existed knew), so those still resume."""
+    default_head_size = encoder.hidden_dim // encoder.num_heads
     config = {key: value for key, value in encoder.get_config().items()
-              if key not in ("name", "trainable", "dtype")}
+              if key not in ("name", "trainable", "dtype")
+              and not (key in ("key_size", "value_size") and value == default_head_size)}
     return _jsonable({**config, "precision": encoder.dtype_policy.name})
 
 

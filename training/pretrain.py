@@ -139,8 +139,8 @@ def pretrain(
     of every epoch and every `checkpoint_every` steps, with the optimizer state, the
     step and the RNG state; removed after a successful run; see
     `keras_albert.training.resume.make_checkpoint` for `resume`), `model.keras`, the
-    tokenizer's vocabulary and `summary.json` (accuracies before and after, tokens/s,
-    peak memory). A checkpoint is continued only by a run with the same fingerprint:
+    tokenizer's vocabulary and `summary.json` (held-out accuracies before, after every
+    epoch and after, tokens/s, peak memory). A checkpoint is continued only by a run with the same fingerprint:
     the model (architecture, precision, remat), the optimizer's settings, the steps
     and `run` (a dict of the caller's settings: data, batch, seed ...); otherwise it
     is refused, naming what differs. A folder holding another run is refused
@@ -179,7 +179,11 @@ def pretrain(
         model, dataset_from_step, epochs, steps_per_epoch, checkpoint,
         # Throughput first: callbacks share one logs dict in order, so TensorBoard then
         # records tokens/s too.
-        first_callbacks=[throughput], callbacks=extra_callbacks, verbose=verbose)
+        first_callbacks=[throughput], callbacks=extra_callbacks, verbose=verbose,
+        # Held-out accuracy after every epoch (`val_*` in the history, TensorBoard and
+        # summary.json), on the same masks as before and after: learning curves.
+        validation_data=(prepare_dataset(matching_outputs(eval_dataset, model), strategy)
+                         if eval_dataset else None))
     after = evaluate_pretrainer(model, eval_dataset) if eval_dataset else {}
     summary = {
         "params": int(model.encoder.count_params()),

@@ -100,7 +100,8 @@ def add_pretrain_arguments(parser):
     parser.add_argument("--no-sop", action="store_true",
                         help="masked-LM only (no sentence-order prediction)")
     parser.add_argument("--eval-steps", type=int, default=20,
-                        help="held-out batches evaluated before and after (20)")
+                        help="held-out batches evaluated before, after every epoch "
+                        "and after training (20)")
     add_training_options(parser, optimizer="adafactor", batch=64)
 
 

@@ -25,10 +25,12 @@ _ACTIVATIONS = {
     "gelu_new": "gelu_approximate",
     "gelu_pytorch_tanh": "gelu_approximate",
     "gelu_fast": "gelu_approximate",
+    "quick_gelu": "gelu_sigmoid",  # x * sigmoid(1.702 x)
     "relu": "relu",
 }
 # Ours -> the name written to config.json.
-_TRANSFORMERS_ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": "gelu_new", "relu": "relu"}
+_TRANSFORMERS_ACTIVATIONS = {"gelu": "gelu", "gelu_approximate": "gelu_new",
+                             "gelu_sigmoid": "quick_gelu", "relu": "relu"}
 
 _REQUIRED = object()
 # Per family: (config.json key, `Encoder` argument, value when the key is absent). The
@@ -161,13 +163,25 @@ def encoder_family(encoder):
     'bert'
     """
     if encoder.sharing == "all" and encoder.embedding_dim != encoder.hidden_dim:
-        return "albert"
-    if (
+        family = "albert"
+    elif (
         encoder.sharing == "none"
         and encoder.inner_group_num == 1
         and encoder.embedding_dim == encoder.hidden_dim
     ):
-        return "bert" if encoder.num_segments else "distilbert"
+        family = "bert" if encoder.num_segments else "distilbert"
+    else:
+        family = None
+    head_size = encoder.hidden_dim / encoder.num_heads
+    if family and head_size == encoder.key_size == encoder.value_size:
+        return family
+    if family:
+        raise ValueError(
+            f"transformers' {family} ties each head's query/key and value size to "
+            f"hidden_dim / num_heads = {encoder.hidden_dim} / {encoder.num_heads}; this "
+            f"encoder has key_size={encoder.key_size} and value_size={encoder.value_size}, "
+            "which it cannot express."
+        )
     raise ValueError(
         f"This encoder (sharing={encoder.sharing!r}, embedding_dim={encoder.embedding_dim}, "
         f"hidden_dim={encoder.hidden_dim}, inner_group_num={encoder.inner_group_num}) has "

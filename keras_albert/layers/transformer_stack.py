@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_albert.layers.attention import SelfAttentionSublayer
+from keras_albert.layers.attention import SelfAttentionSublayer, head_sizes
 from keras_albert.layers.dropout import derive_seed
 from keras_albert.layers.feedforward import FeedForwardSublayer
 
@@ -93,6 +93,8 @@ class TransformerStack(keras.layers.Layer):
         hidden_dim,
         num_heads,
         intermediate_dim=None,
+        key_size=None,
+        value_size=None,
         num_groups=1,
         inner_group_num=1,
         sharing="none",
@@ -124,6 +126,7 @@ class TransformerStack(keras.layers.Layer):
         self.num_layers = num_layers
         self.hidden_dim = hidden_dim
         self.num_heads = num_heads
+        self.key_size, self.value_size = head_sizes(hidden_dim, num_heads, key_size, value_size)
         self.intermediate_dim = intermediate_dim or 4 * hidden_dim
         self.num_groups = num_groups
         self.inner_group_num = inner_group_num
@@ -152,6 +155,8 @@ class TransformerStack(keras.layers.Layer):
                     SelfAttentionSublayer(
                         hidden_dim=hidden_dim,
                         num_heads=num_heads,
+                        key_size=self.key_size,
+                        value_size=self.value_size,
                         dropout=dropout,
                         attention_dropout=self.attention_dropout,
                         layer_norm_epsilon=layer_norm_epsilon,
@@ -261,6 +266,8 @@ class TransformerStack(keras.layers.Layer):
                 "hidden_dim": self.hidden_dim,
                 "num_heads": self.num_heads,
                 "intermediate_dim": self.intermediate_dim,
+                "key_size": self.key_size,
+                "value_size": self.value_size,
                 "num_groups": self.num_groups,
                 "inner_group_num": self.inner_group_num,
                 "sharing": self.sharing,

@@ -58,8 +58,14 @@ class Encoder(keras.Model):
         vocabulary_size: number of token ids.
         hidden_dim: H, the width of the transformer blocks.
         num_layers: L, the number of layers applied.
-        num_heads: attention heads; must divide `hidden_dim`.
+        num_heads: attention heads; must divide `hidden_dim` unless `key_size`
+            and `value_size` are both given.
         intermediate_dim: feed-forward width, 4H if None.
+        key_size: query/key size per head, `hidden_dim // num_heads` if None.
+            Larger than that lifts attention's low-rank bottleneck (see
+            `SelfAttentionSublayer`); `Encoder.from_preset("albert_base",
+            key_size=128)` has 12,864,768 parameters instead of 11,683,584.
+        value_size: value size per head, `hidden_dim // num_heads` if None.
         embedding_dim: E, the word-embedding width; H if None (no projection).
         num_groups: G, groups of blocks; layers are assigned to groups in
             contiguous blocks as in google-research/albert.
@@ -69,8 +75,9 @@ class Encoder(keras.Model):
         max_sequence_length: size of the learned position table.
         num_segments: token types; 0 for none.
         use_pooler: whether `pooled_output` is `tanh(dense(first token))`.
-        activation: `"gelu"` (exact, BERT/DistilBERT) or `"gelu_approximate"`
-            (tanh, ALBERT), or a Keras activation name.
+        activation: `"gelu"` (exact, BERT/DistilBERT), `"gelu_approximate"`
+            (tanh, ALBERT), `"gelu_sigmoid"` (x * sigmoid(1.702 x)), or a Keras
+            activation name.
         dropout: dropout on embeddings and block outputs.
         attention_dropout: dropout on attention probabilities; `dropout` if None.
         layer_norm_epsilon: LayerNorm epsilon.
@@ -93,6 +100,8 @@ class Encoder(keras.Model):
         num_layers,
         num_heads,
         intermediate_dim=None,
+        key_size=None,
+        value_size=None,
         embedding_dim=None,
         num_groups=1,
         inner_group_num=1,
@@ -142,6 +151,8 @@ class Encoder(keras.Model):
             hidden_dim=hidden_dim,
             num_heads=num_heads,
             intermediate_dim=intermediate_dim,
+            key_size=key_size,
+            value_size=value_size,
             num_groups=num_groups,
             inner_group_num=inner_group_num,
             sharing=sharing,
@@ -206,6 +217,8 @@ class Encoder(keras.Model):
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
+        self.key_size = stack.key_size
+        self.value_size = stack.value_size
         self.embedding_dim = embedding_dim
         self.num_groups = num_groups
         self.inner_group_num = inner_group_num
@@ -288,6 +301,8 @@ class Encoder(keras.Model):
                 "num_layers": self.num_layers,
                 "num_heads": self.num_heads,
                 "intermediate_dim": self.intermediate_dim,
+                "key_size": self.key_size,
+                "value_size": self.value_size,
                 "embedding_dim": self.embedding_dim,
                 "num_groups": self.num_groups,
                 "inner_group_num": self.inner_group_num,

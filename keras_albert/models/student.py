@@ -106,6 +106,8 @@ def _plan_stack(config, num_groups):
         hidden_dim=config["hidden_dim"],
         num_heads=config["num_heads"],
         intermediate_dim=config["intermediate_dim"],
+        key_size=config.get("key_size"),
+        value_size=config.get("value_size"),
         num_groups=num_groups,
         inner_group_num=config["inner_group_num"],
         sharing=config["sharing"],
