@@ -13,7 +13,8 @@ by `keras-albert pretrain` in a fresh process. Arms differ in one setting only:
 Seeds run in the outer loop and arms in the inner one, so every arm's runs are spread
 over the session alike. One SentencePiece vocabulary (trained by the first run) serves
 every run. A finished run (its summary.json exists) is not run again, so the study can
-be continued. Writes OUTPUT/study.json, a Markdown table on stdout and a PNG of the
+be continued. Step times come from a separate timing phase (`time_arms`), interleaved
+and in fresh processes, not from the training runs. Writes OUTPUT/study.json, a Markdown table on stdout and a PNG of the
 held-out curves:
 
     python benchmarks/pretraining_study.py --output /tmp/pretraining_study \\
@@ -63,26 +64,49 @@ def run_arm(arm, seed, args, vocab):
     return json.loads(summary_path.read_text())
 
 
+def time_arms(args, rounds):
+    """Median training-step seconds of each arm: `rounds` interleaved rounds, each arm
+    in a fresh process (`keras-albert bench train`'s measurement: the same model,
+    batch, length, masked positions and AdaFactor, on random ids, 20 timed steps after
+    3 untimed ones), so that no arm is timed while the machine does something else."""
+    from keras_albert.cli.options import parse_override
+    from keras_albert.training.benchmark import run_isolated
+
+    seconds = {arm: [] for arm in args.arms}
+    for _ in range(rounds):
+        for arm in args.arms:
+            overrides = dict(parse_override(setting) for setting in BASE + ARMS[arm])
+            result = run_isolated({
+                "preset": "albert_base", "overrides": {**overrides,
+                                                       "vocabulary_size": args.vocab_size},
+                "batch": args.batch, "seq": args.seq, "remat": "none",
+                "precision": "float32", "optimizer": "adafactor", "steps": 20, "warmup": 3,
+                "xla": False, "accumulation": None})
+            if "error" in result:
+                raise RuntimeError(f"timing {arm}: {result['error']}")
+            seconds[arm].append(result["step_time_s"])
+    return {arm: statistics.median(values) for arm, values in seconds.items()}
+
+
 def _mean_spread(values):
     mean = statistics.fmean(values)
     return mean, (max(values) - min(values)) / 2 if len(values) > 1 else 0.0
 
 
-def table(results, batch, seq):
+def table(results, step_seconds):
     rows = ["| arm | parameters | held-out MLM acc. | held-out SOP acc. | held-out MLM loss "
             "| ms/step | runs |", "|---|---|---|---|---|---|---|"]
     # Step times relative to the default arm when it ran, else to the first one.
-    first = results.get("key32") or next(iter(results.values()))
-    baseline = statistics.fmean(1000 * batch * seq / run["tokens_per_second"] for run in first)
+    baseline = step_seconds.get("key32") or next(iter(step_seconds.values()))
     for arm, runs in results.items():
         mlm = _mean_spread([run["after"]["mlm_logits_accuracy"] for run in runs])
         sop = _mean_spread([run["after"]["sop_logits_accuracy"] for run in runs])
         loss = _mean_spread([run["after"]["mlm_logits_loss"] for run in runs])
-        step_ms = statistics.fmean(1000 * batch * seq / run["tokens_per_second"] for run in runs)
+        step_ms = 1000 * step_seconds[arm]
         rows.append(
             f"| {arm} | {runs[0]['params']:,} | {mlm[0]:.4f} ± {mlm[1]:.4f} "
             f"| {sop[0]:.4f} ± {sop[1]:.4f} | {loss[0]:.3f} ± {loss[1]:.3f} "
-            f"| {step_ms:.0f} ({step_ms / baseline:.2f}x) | {len(runs)} |")
+            f"| {step_ms:.0f} ({step_seconds[arm] / baseline:.2f}x) | {len(runs)} |")
     return "\n".join(rows)
 
 
@@ -127,6 +151,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--timing-rounds", type=int, default=3,
+                        help="interleaved rounds of step timing, each arm in a fresh process")
     parser.add_argument("--png", help="where to write the curves (PNG)")
     args = parser.parse_args(argv)
 
@@ -138,8 +164,10 @@ def main(argv=None):
             if vocab is None:  # the first run trained it; every later run reuses it
                 vocab = str(next((pathlib.Path(args.output) / f"{arm}_seed{seed}").glob(
                     "*.model")))
-    (pathlib.Path(args.output) / "study.json").write_text(json.dumps(results, indent=1))
-    print(table(results, args.batch, args.seq))
+    step_seconds = time_arms(args, args.timing_rounds)
+    (pathlib.Path(args.output) / "study.json").write_text(
+        json.dumps({"runs": results, "step_seconds": step_seconds}, indent=1))
+    print(table(results, step_seconds))
     if args.png:
         plot(results, args.png, args.steps_per_epoch)
     return 0

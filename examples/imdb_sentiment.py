@@ -157,6 +157,13 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=3, help="passes over the training reviews")
     parser.add_argument("--batch", type=int, default=16, help="reviews per step")
     parser.add_argument("--seq", type=int, default=256, help="word pieces per review")
+    parser.add_argument("--truncation", choices=("longest_first", "head_tail"),
+                        default="longest_first",
+                        help="cut long reviews at the end, or in the middle (head_tail: "
+                        "keep the first --head-tokens and the last pieces; Sun et al. 2019)")
+    parser.add_argument("--head-tokens", type=int,
+                        help="with --truncation head_tail: first pieces kept (default "
+                        "a quarter of --seq minus 2)")
     parser.add_argument("--learning-rate", type=float, default=5e-5,
                         help="peak rate: 6%% warm-up, then linear decay to 0")
     parser.add_argument("--weight-decay", type=float, default=0.01,
@@ -181,6 +188,10 @@ def parse_args(argv=None):
         local = shared_data_dir() / "imdb" / "train.tsv.gz"
         if args.data == "auto" and local.is_file():  # CI must not depend on the network
             args.data = str(local)
+    if args.head_tokens is not None and not (
+            args.truncation == "head_tail" and 0 <= args.head_tokens <= args.seq - 2):
+        parser.error(f"--head-tokens needs --truncation head_tail and a value in "
+                     f"[0, {args.seq - 2}] (--seq minus 2)")
     if args.data not in ("auto", "tfds") and not os.path.isfile(args.data):
         parser.error(f"--data {args.data}: no such file (pass 'tfds' or a labelled "
                      ".tsv/.csv/.jsonl file such as ../shared/data/imdb/train.tsv.gz)")
@@ -211,6 +222,8 @@ def main(argv=None):
           f"from {rows['source']}", file=sys.stderr)
 
     encoder, preprocessor = load(args.model, vocab=args.vocab, seq_length=args.seq)
+    if args.truncation != "longest_first":
+        preprocessor = preprocessor.with_truncation(args.truncation, args.head_tokens)
     pooling = args.pooling or default_pooling(args.model)
     classifier = task_model(encoder, "classification", num_classes=2, pooling=pooling)
 
@@ -241,6 +254,8 @@ def main(argv=None):
         "epochs": args.epochs,
         "steps": summary["steps"],
         "seq": preprocessor.seq_length,
+        "truncation": preprocessor.truncation,
+        "head_tokens": preprocessor.head_tokens,
         "batch": args.batch,
         "pooling": pooling,
         "model": args.model,

@@ -222,3 +222,24 @@ def test_gelu_sigmoid_matches_transformers_quick_gelu():
     difference = np.abs(encoder(inputs)["sequence_output"].numpy()
                         - expected.last_hidden_state.numpy())
     assert difference[real].max() <= 1e-5
+
+
+def test_bench_train_times_an_overridden_preset_and_refuses_bad_keys():
+    # The pretraining study times its arms with these overrides (benchmarks/
+    # pretraining_study.py); FLOPs follow the key size.
+    result = subprocess.run(
+        _cli() + ["bench", "train", "--preset", "albert_tiny", "--batch", "2", "--seq", "16",
+                  "--set", "key_size=32", "--set", "vocabulary_size=100", "--steps", "1",
+                  "--warmup", "1", "--json"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    [row] = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = Encoder.from_preset("albert_tiny", key_size=32, vocabulary_size=100)
+    assert row["overrides"] == {"key_size": 32, "vocabulary_size": 100}
+    assert row["params"] > expected.count_params()  # the encoder and its MLM + SOP heads
+    refused = subprocess.run(
+        _cli() + ["bench", "train", "--preset", "albert_tiny", "--set", "key_dim=32"],
+        capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert "Unknown Encoder configuration key(s) ['key_dim']" in refused.stderr

@@ -87,8 +87,8 @@ def run_one(config):
     rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     batch, seq = config["batch"], config["seq"]
     masked = config.get("masked") or max(1, round(0.15 * seq))
-    encoder_config = preset_config(config["preset"], remat=config["remat"],
-                                   dtype=config["precision"], seed=0)
+    encoder_config = preset_config(config["preset"], **config.get("overrides", {}),
+                                   remat=config["remat"], dtype=config["precision"], seed=0)
     encoder = Encoder(**encoder_config)
     model = PretrainingModel(encoder, sentence_order=bool(encoder.use_pooler))
     features, labels = _synthetic_batch(encoder.vocabulary_size, batch, seq, masked,
@@ -153,6 +153,7 @@ def configurations(args):
             "preset": preset, "batch": batch, "seq": seq, "remat": remat,
             "precision": precision, "optimizer": optimizer, "steps": args.steps,
             "warmup": args.warmup, "xla": args.xla, "accumulation": args.accumulation,
+            **({"overrides": dict(args.set)} if getattr(args, "set", None) else {}),
         }
 
 
@@ -161,8 +162,13 @@ def validate(args):
     from keras_albert.presets import preset_config
     from keras_albert.optimizers.factory import OPTIMIZERS
 
+    overrides = dict(getattr(args, "set", None) or ())
+    reserved = sorted({"remat", "dtype", "seed"} & set(overrides))
+    if reserved:
+        raise ValueError(f"Set {reserved} with --remat / --precision, not --set (the "
+                         "benchmark seeds its models itself).")
     for name in args.preset:
-        preset_config(name)
+        preset_config(name, **overrides)  # an unknown key is named before any work
     for remat in args.remat:
         parse_remat(remat)
     for precision in args.precision:

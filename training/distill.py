@@ -12,7 +12,13 @@ import pathlib
 from keras_albert.conversion.pretrained import load
 from keras_albert.metrics import evaluate_predictions
 from keras_albert.models import Distiller, SequenceClassifier, student_from_teacher
-from keras_albert.training.finetune import fit_on_task_stream, predict_task
+from keras_albert.training.finetune import (
+    fit_on_task_stream,
+    packing_settings,
+    predict_task,
+    preprocessor_as_trained,
+)
+from keras_albert.training.run_directory import read_summary
 
 __all__ = ["distill"]
 
@@ -44,7 +50,8 @@ def distill_fingerprint(teacher_file, teacher, student, preprocessor, temperatur
     return {"teacher": model_source_settings(teacher_file),
             "teacher_model": model_settings(teacher), "student": model_settings(student),
             "temperature": temperature, "alpha_ce": alpha_ce, "alpha_mlm": alpha_mlm,
-            "alpha_cos": alpha_cos, "seq_length": preprocessor.seq_length}
+            "alpha_cos": alpha_cos, "seq_length": preprocessor.seq_length,
+            **packing_settings(preprocessor)}
 
 
 def distill(
@@ -100,6 +107,8 @@ def distill(
     if not teacher_file.is_file():
         raise FileNotFoundError(f"No teacher model at {teacher_file}.")
     teacher, preprocessor = load(teacher_file, seq_length=seq_length, task_model=True)
+    # Texts cut as the teacher was trained (finetune --truncation head_tail).
+    preprocessor = preprocessor_as_trained(preprocessor, read_summary(teacher_file))
     if not isinstance(teacher, SequenceClassifier):
         raise ValueError(f"{teacher_file} is not a fine-tuned SequenceClassifier.")
     _check_teacher_fits(teacher, teacher_file, train_data)
@@ -134,6 +143,7 @@ def distill(
                "task": train_data.task,
                "text_inputs": train_data.num_segments,
                "seq_length": preprocessor.seq_length,
+               **packing_settings(preprocessor),
                "label_names": list(train_data.label_names) if train_data.label_names
                else None,
                "teacher_layers": teacher.encoder.num_layers,

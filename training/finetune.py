@@ -149,7 +149,26 @@ def finetune_fingerprint(model, preprocessor):
 
     return {"task": getattr(model, "task", None), "model": model_settings(model),
             "seq_length": preprocessor.seq_length,
-            "vocabulary_size": preprocessor.tokenizer.vocabulary_size}
+            "vocabulary_size": preprocessor.tokenizer.vocabulary_size,
+            **packing_settings(preprocessor)}
+
+
+def preprocessor_as_trained(preprocessor, summary):
+    """`preprocessor`, cutting too-long texts as the run of `summary` (its summary.json)
+    did: exports and students must see texts cut as the model saw them in training."""
+    truncation = summary.get("truncation", "longest_first")
+    if truncation == preprocessor.truncation:
+        return preprocessor
+    return preprocessor.with_truncation(truncation, summary.get("head_tokens"))
+
+
+def packing_settings(preprocessor):
+    """How too-long texts were cut, when not the default `longest_first`: summary.json
+    keeps it for `keras-albert export` (serving must cut as training did), and run
+    fingerprints from before the option existed still match."""
+    if preprocessor.truncation == "longest_first":
+        return {}
+    return {"truncation": preprocessor.truncation, "head_tokens": preprocessor.head_tokens}
 
 
 def finetune(
@@ -238,6 +257,7 @@ def finetune(
         # What an export needs to rebuild the serving contract (`keras-albert export`).
         "text_inputs": train_data.num_segments,
         "seq_length": preprocessor.seq_length,
+        **packing_settings(preprocessor),
         "label_names": list(train_data.label_names) if train_data.label_names else None,
         "train_examples": len(train_data),
         **run,

@@ -71,6 +71,9 @@ def add_bench_arguments(parser):
         "configuration in a fresh process; comma-separated values are compared")
     train.add_argument("--preset", type=csv_of(str), default=["albert_base"],
                        help="preset name(s), comma-separated")
+    train.add_argument("--set", action="append", type=parse_override, default=[],
+                       metavar="KEY=VALUE", help="override a field of every preset, e.g. "
+                       "--set key_size=128 (remat and precision have their own options)")
     train.add_argument("--batch", type=csv_of(int), default=[8], help="batch size(s)")
     train.add_argument("--seq", type=csv_of(int), default=[128], help="sequence length(s)")
     train.add_argument("--remat", type=csv_of(str), default=["none"],
@@ -161,6 +164,7 @@ def _read_warmup_file(path, pairs):
 def run_export(args):
     from keras_albert.conversion.pretrained import load
     from keras_albert.models.tasks import PretrainingModel
+    from keras_albert.training.finetune import preprocessor_as_trained
     from keras_albert.training.run_directory import read_summary
 
     if args.seq is not None and args.seq < 1:
@@ -171,6 +175,8 @@ def run_export(args):
     pairs = args.pairs or summary.get("text_inputs") == 2
     model, preprocessor = load(args.model, vocab=args.vocab, seq_length=seq_length,
                                task_model=True)
+    # Serve texts cut as training cut them (finetune --truncation head_tail).
+    preprocessor = preprocessor_as_trained(preprocessor, summary)
     if args.format == "serving":
         from keras_albert.export import export_for_serving
 

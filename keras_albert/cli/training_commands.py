@@ -145,6 +145,16 @@ def add_finetune_arguments(parser):
                         help="what the classifier head reads: the pooler's output "
                         "(pooled), the mean of the real tokens' states (mean: for "
                         "sentence-embedding checkpoints) or the first token's (first)")
+    parser.add_argument("--truncation", choices=("longest_first", "round_robin", "head_tail"),
+                        default="longest_first",
+                        help="how texts longer than --seq are cut: their end (longest_first, "
+                        "the default; of pairs the longer text first), a token of each "
+                        "text in turn (round_robin), or their middle (head_tail: keep the "
+                        "first --head-tokens and the last pieces; Sun et al. 2019, for "
+                        "long reviews)")
+    parser.add_argument("--head-tokens", type=int,
+                        help="with --truncation head_tail: the first pieces kept "
+                        "(default a quarter of --seq minus 2: 64 at 256, 128 at 512)")
     add_task_data_options(parser)
     add_training_options(parser, optimizer="adamw", learning_rate=5e-5)
 
@@ -173,17 +183,23 @@ def _finetune_fingerprint(args):
 
 def run_finetune(args):
     from keras_albert.conversion.pretrained import load
+    from keras_albert.tokenizers.packer import check_packing_arguments
     from keras_albert.models.task_kinds import task_model
     from keras_albert.training.finetune import finetune
     from keras_albert.training.task_sources import read_task_splits
 
     _check_training_options(args)
+    if args.head_tokens is not None and args.truncation != "head_tail":
+        raise ValueError("--head-tokens applies to --truncation head_tail only.")
+    check_packing_arguments(args.seq, args.truncation, "fixed", args.head_tokens)
     strategy = _start(args)
     train, evaluation = read_task_splits(args.train, **task_data_options(args))
     _check_model_source(args.model)
     with strategy.scope():
         encoder, preprocessor = load(args.model, vocab=args.vocab, seq_length=args.seq,
                                      **runtime_options(args))
+        if args.truncation != "longest_first":
+            preprocessor = preprocessor.with_truncation(args.truncation, args.head_tokens)
         model = task_model(encoder, train.task, train.num_classes, dropout=args.dropout,
                            pooling=args.pooling)
         summary = finetune(

@@ -8,11 +8,17 @@ import tensorflow_text as tf_text
 
 from keras_albert.tokenizers._base import _IdLayer
 
-TRUNCATIONS = ("longest_first", "round_robin")
+TRUNCATIONS = ("longest_first", "round_robin", "head_tail")
 PAD_TO = ("fixed", "batch")
 
 
-def check_packing_arguments(seq_length, truncation, pad_to):
+def default_head_tokens(seq_length):
+    """Head+tail truncation's default head: a quarter of a single text's room,
+    `seq_length - 2`, rounded (128 at 512, Sun et al.'s best split; 64 at 256)."""
+    return round((seq_length - 2) / 4)
+
+
+def check_packing_arguments(seq_length, truncation, pad_to, head_tokens=None):
     """Raises a ValueError for packing arguments `InputPacker` cannot use."""
     if not isinstance(seq_length, numbers.Integral) or seq_length < 2:
         raise ValueError(
@@ -23,6 +29,14 @@ def check_packing_arguments(seq_length, truncation, pad_to):
         raise ValueError(f"`truncation` must be one of {TRUNCATIONS}; got {truncation!r}.")
     if pad_to not in PAD_TO:
         raise ValueError(f"`pad_to` must be one of {PAD_TO}; got {pad_to!r}.")
+    if head_tokens is not None:
+        if truncation != "head_tail":
+            raise ValueError(f"`head_tokens` applies to truncation='head_tail' only; "
+                             f"truncation is {truncation!r}.")
+        if (not isinstance(head_tokens, numbers.Integral) or isinstance(head_tokens, bool)
+                or not 0 <= head_tokens <= seq_length - 2):
+            raise ValueError(f"`head_tokens` must be an int in [0, {seq_length - 2}] "
+                             f"(seq_length - 2); got {head_tokens!r}.")
 
 
 class _LongestFirstTrimmer(tf_text.Trimmer):
@@ -39,6 +53,14 @@ class _LongestFirstTrimmer(tf_text.Trimmer):
         self._max_seq_length = max_seq_length
 
     def generate_mask(self, segments):
+        lengths, keep = self.kept_lengths(segments)
+        return [
+            tf.ragged.range(length) < n[:, tf.newaxis]
+            for length, n in zip(lengths, keep)
+        ]
+
+    def kept_lengths(self, segments):
+        """`(lengths, kept)`: each segment's row lengths and how many tokens it keeps."""
         lengths = [segment.row_lengths() for segment in segments]
         budget = tf.maximum(tf.cast(self._max_seq_length, lengths[0].dtype), 0)
         if len(segments) == 1:
@@ -59,10 +81,32 @@ class _LongestFirstTrimmer(tf_text.Trimmer):
                 tf.minimum(second, half),
             )
             keep = [keep_first, keep_second]
-        return [
-            tf.ragged.range(length) < n[:, tf.newaxis]
-            for length, n in zip(lengths, keep)
-        ]
+        return lengths, keep
+
+
+class _HeadTailTrimmer(_LongestFirstTrimmer):
+    """Keeps the first `head_tokens` and the last tokens of each cut segment.
+
+    Each segment keeps as many tokens as `_LongestFirstTrimmer` gives it; of a segment
+    that is cut, the first `min(head_tokens, kept)` and the last `kept - that` stay
+    (Sun et al. 2019, "How to Fine-Tune BERT for Text Classification": on long
+    reviews the end says as much as the beginning). Segments that fit are untouched.
+    """
+
+    def __init__(self, max_seq_length, head_tokens):
+        super().__init__(max_seq_length)
+        self._head_tokens = head_tokens
+
+    def generate_mask(self, segments):
+        lengths, keep = self.kept_lengths(segments)
+        masks = []
+        for length, kept in zip(lengths, keep):
+            head = tf.minimum(tf.cast(self._head_tokens, kept.dtype), kept)
+            tail_start = length - (kept - head)
+            positions = tf.ragged.range(length)
+            masks.append((positions < head[:, tf.newaxis])
+                         | (positions >= tail_start[:, tf.newaxis]))
+        return masks
 
 
 @keras.saving.register_keras_serializable(package="keras_albert")
@@ -78,8 +122,12 @@ class InputPacker(_IdLayer):
         seq_length: the longest packed sequence, special tokens included.
         cls_id, sep_id, pad_id: the special token ids.
         truncation: how too-long inputs are cut: `"longest_first"` (as transformers:
-            drop the last tokens of the longer segment first) or `"round_robin"`
-            (give each segment one token of the budget in turn).
+            drop the last tokens of the longer segment first), `"round_robin"`
+            (give each segment one token of the budget in turn) or `"head_tail"`
+            (each segment keeps as many tokens as with `"longest_first"`, but a cut
+            one keeps its first `head_tokens` and its last ones, dropping the middle).
+        head_tokens: with `"head_tail"`, the first tokens a cut segment keeps;
+            default `round((seq_length - 2) / 4)` (128 at 512, as Sun et al. 2019).
         pad_to: `"fixed"` pads every batch to `seq_length`; `"batch"` pads to the
             longest packed row of the batch, so that short batches are cheaper.
 
@@ -97,6 +145,11 @@ class InputPacker(_IdLayer):
     [[0, 0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 1, 1, 0, 0, 0]]
     >>> outputs["input_mask"].numpy().tolist()
     [[1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0, 0, 0]]
+    >>> head_tail = InputPacker(seq_length=7, cls_id=2, sep_id=3, truncation="head_tail",
+    ...                         head_tokens=2)
+    >>> head_tail([tf.ragged.constant([[10, 11, 12, 13, 14, 15, 16]])])[
+    ...     "input_word_ids"].numpy().tolist()  # first 2 and last 3 of 7 tokens
+    [[2, 10, 11, 14, 15, 16, 3]]
     """
 
     def __init__(
@@ -107,16 +160,20 @@ class InputPacker(_IdLayer):
         pad_id=0,
         truncation="longest_first",
         pad_to="fixed",
+        head_tokens=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_packing_arguments(seq_length, truncation, pad_to)
+        check_packing_arguments(seq_length, truncation, pad_to, head_tokens)
         self.seq_length = int(seq_length)
         self.cls_id = int(cls_id)
         self.sep_id = int(sep_id)
         self.pad_id = int(pad_id)
         self.truncation = truncation
         self.pad_to = pad_to
+        if truncation == "head_tail" and head_tokens is None:
+            head_tokens = default_head_tokens(self.seq_length)
+        self.head_tokens = None if head_tokens is None else int(head_tokens)
 
     def _segments(self, inputs):
         """Returns `(list of ragged int32 batches, whether it was one example)`."""
@@ -149,6 +206,8 @@ class InputPacker(_IdLayer):
             )
         if self.truncation == "longest_first":
             trimmer = _LongestFirstTrimmer(budget)
+        elif self.truncation == "head_tail":
+            trimmer = _HeadTailTrimmer(budget, self.head_tokens)
         else:
             trimmer = tf_text.RoundRobinTrimmer(budget)
         token_ids, type_ids = tf_text.combine_segments(
@@ -188,6 +247,7 @@ class InputPacker(_IdLayer):
                 "pad_id": self.pad_id,
                 "truncation": self.truncation,
                 "pad_to": self.pad_to,
+                "head_tokens": self.head_tokens,
             }
         )
         return config

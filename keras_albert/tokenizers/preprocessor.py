@@ -4,8 +4,11 @@ import keras
 import tensorflow as tf
 
 from keras_albert.tokenizers._base import _IdLayer
-from keras_albert.tokenizers.packer import InputPacker
-from keras_albert.tokenizers.packer import check_packing_arguments
+from keras_albert.tokenizers.packer import (
+    InputPacker,
+    check_packing_arguments,
+    default_head_tokens,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_albert")
@@ -24,7 +27,7 @@ class Preprocessor(_IdLayer):
     Args:
         tokenizer: a `SentencePieceTokenizer` or `WordPieceTokenizer`; its `cls_id`,
             `sep_id` and `pad_id` are used for packing.
-        seq_length, truncation, pad_to: as for `InputPacker`.
+        seq_length, truncation, pad_to, head_tokens: as for `InputPacker`.
 
     Example:
 
@@ -44,17 +47,36 @@ class Preprocessor(_IdLayer):
         seq_length=128,
         truncation="longest_first",
         pad_to="fixed",
+        head_tokens=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_packing_arguments(seq_length, truncation, pad_to)
+        check_packing_arguments(seq_length, truncation, pad_to, head_tokens)
         self.tokenizer = tokenizer
         self.seq_length = int(seq_length)
         self.truncation = truncation
         self.pad_to = pad_to
+        if truncation == "head_tail" and head_tokens is None:
+            head_tokens = default_head_tokens(self.seq_length)
+        self.head_tokens = head_tokens
         self._packer = None
         if tokenizer._vocabulary is not None:
             self._packer = self._make_packer()
+
+    def with_truncation(self, truncation, head_tokens=None):
+        """A preprocessor with this one's tokenizer, length and padding, cutting
+        too-long texts by `truncation` (and `head_tokens`) instead.
+
+        >>> from keras_albert.tokenizers import WordPieceTokenizer
+        >>> tokenizer = WordPieceTokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+        ...                                 "a", "b", "c", "d", "e"])
+        >>> head_tail = Preprocessor(tokenizer, seq_length=5).with_truncation(
+        ...     "head_tail", head_tokens=1)
+        >>> head_tail(["a b c d e"])["input_word_ids"].numpy().tolist()  # a ... d e
+        [[2, 5, 8, 9, 3]]
+        """
+        return Preprocessor(self.tokenizer, seq_length=self.seq_length, truncation=truncation,
+                            pad_to=self.pad_to, head_tokens=head_tokens)
 
     def _make_packer(self):
         return InputPacker(
@@ -64,6 +86,7 @@ class Preprocessor(_IdLayer):
             pad_id=self.tokenizer.pad_id,
             truncation=self.truncation,
             pad_to=self.pad_to,
+            head_tokens=self.head_tokens,
             name="packer",
         )
 
@@ -117,6 +140,7 @@ class Preprocessor(_IdLayer):
                 "tokenizer": keras.saving.serialize_keras_object(self.tokenizer),
                 "seq_length": self.seq_length,
                 "truncation": self.truncation,
+                "head_tokens": self.head_tokens,
                 "pad_to": self.pad_to,
             }
         )
