@@ -125,7 +125,7 @@ def test_cli_refuses_head_tokens_that_do_not_fit_before_any_work(tmp_path, capsy
                  "--seq", "32", "--truncation", "head_tail", "--head-tokens", "40",
                  "--output", str(tmp_path / "run")])
     assert code == 2
-    assert "`head_tokens` must be an int in [0, 30] (seq_length - 2); got 40" in (
+    assert "--head-tokens must be in [0, 30] (--seq minus 2 for [CLS] and [SEP]); got 40" in (
         capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
 

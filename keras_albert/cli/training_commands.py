@@ -183,7 +183,6 @@ def _finetune_fingerprint(args):
 
 def run_finetune(args):
     from keras_albert.conversion.pretrained import load
-    from keras_albert.tokenizers.packer import check_packing_arguments
     from keras_albert.models.task_kinds import task_model
     from keras_albert.training.finetune import finetune
     from keras_albert.training.task_sources import read_task_splits
@@ -191,7 +190,9 @@ def run_finetune(args):
     _check_training_options(args)
     if args.head_tokens is not None and args.truncation != "head_tail":
         raise ValueError("--head-tokens applies to --truncation head_tail only.")
-    check_packing_arguments(args.seq, args.truncation, "fixed", args.head_tokens)
+    if args.head_tokens is not None and not 0 <= args.head_tokens <= args.seq - 2:
+        raise ValueError(f"--head-tokens must be in [0, {args.seq - 2}] (--seq minus 2 for "
+                         f"[CLS] and [SEP]); got {args.head_tokens}.")
     strategy = _start(args)
     train, evaluation = read_task_splits(args.train, **task_data_options(args))
     _check_model_source(args.model)
