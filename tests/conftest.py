@@ -72,3 +72,21 @@ def free_ports(count):
     for handle in sockets:
         handle.close()
     return ports
+
+
+def write_classifier_run(directory, vocab, seed):
+    """A folder as `keras-albert finetune` leaves it (`model.keras` and the vocabulary)
+    holding an untrained two-class bert_tiny classifier on the WordPiece `vocab`."""
+    from keras_albert import Encoder
+    from keras_albert.conversion.huggingface import write_tokenizer
+    from keras_albert.conversion.pretrained import tokenizer_from_file
+    from keras_albert.models.task_kinds import task_model
+
+    tokenizer = tokenizer_from_file(vocab)
+    classifier = task_model(Encoder.from_preset(
+        "bert_tiny", vocabulary_size=tokenizer.vocabulary_size, seed=seed),
+        "classification", num_classes=2)
+    directory.mkdir()
+    classifier.save(str(directory / "model.keras"))
+    write_tokenizer(tokenizer, str(directory))
+    return directory

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, write_classifier_run
 
 PAGE = REPO_ROOT / "docs" / "bad_input.md"
 
@@ -52,11 +52,6 @@ def test_the_page_has_its_rows_and_is_linked_from_the_readme():
 def folder(data_dir, tmp_path_factory):
     """The files docs/bad_input.md names; nothing else exists there."""
     import keras_albert
-    from keras_albert import Encoder
-    from keras_albert.conversion.huggingface import write_tokenizer
-    from keras_albert.conversion.pretrained import tokenizer_from_file
-    from keras_albert.models.task_kinds import task_model
-
     root = tmp_path_factory.mktemp("bad_input")
     with open(data_dir / "sst2" / "dev.tsv", encoding="utf-8") as handle:
         (root / "train.tsv").write_text("".join(next(handle) for _ in range(41)),
@@ -74,14 +69,8 @@ def folder(data_dir, tmp_path_factory):
             {"tokens": ["a", "b"], "tags": ["O"]})), encoding="utf-8")
     (root / "broken").mkdir()
     (root / "broken" / "model.keras").write_bytes(b"a model.keras cut short")
-    tokenizer = tokenizer_from_file(vocab)
     keras_albert.register_with_keras()
-    classifier = task_model(Encoder.from_preset(
-        "bert_tiny", vocabulary_size=tokenizer.vocabulary_size, seed=1),
-        "classification", num_classes=2)
-    (root / "run").mkdir()
-    classifier.save(str(root / "run" / "model.keras"))
-    write_tokenizer(tokenizer, str(root / "run"))
+    write_classifier_run(root / "run", vocab, seed=1)
     (root / "hub" / "encoder").mkdir(parents=True)
     return root
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import keras_albert  # noqa: F401  (registers the task models for load_model)
+from conftest import write_classifier_run
 from keras_albert.cli import main
 from keras_albert.training.resume import ChiefBackupAndRestore, read_checkpoint
 
@@ -23,11 +24,6 @@ from keras_albert.training.resume import ChiefBackupAndRestore, read_checkpoint
 def files(data_dir, tmp_path_factory):
     """Two SST-2 training files with as many rows (48), a vocabulary, a corpus of two
     halves, and a fine-tuned classifier (untrained: a teacher for distill)."""
-    from keras_albert import Encoder
-    from keras_albert.conversion.huggingface import write_tokenizer
-    from keras_albert.conversion.pretrained import tokenizer_from_file
-    from keras_albert.models.task_kinds import task_model
-
     import gzip
 
     folder = tmp_path_factory.mktemp("fingerprint")
@@ -41,13 +37,7 @@ def files(data_dir, tmp_path_factory):
         corpus = [next(handle) for _ in range(1200)]
     (folder / "corpus.txt").write_text("".join(corpus[:600]), encoding="utf-8")
     (folder / "other_corpus.txt").write_text("".join(corpus[600:]), encoding="utf-8")
-    tokenizer = tokenizer_from_file(vocab)
-    teacher = task_model(Encoder.from_preset(
-        "bert_tiny", vocabulary_size=tokenizer.vocabulary_size, seed=3),
-        "classification", num_classes=2)
-    (folder / "teacher").mkdir()
-    teacher.save(str(folder / "teacher" / "model.keras"))
-    write_tokenizer(tokenizer, str(folder / "teacher"))
+    write_classifier_run(folder / "teacher", vocab, seed=3)
     return {"folder": folder, "vocab": vocab}
 
 

@@ -157,9 +157,10 @@ def preprocessor_as_trained(preprocessor, summary):
     """`preprocessor`, cutting too-long texts as the run of `summary` (its summary.json)
     did: exports and students must see texts cut as the model saw them in training."""
     truncation = summary.get("truncation", "longest_first")
-    if truncation == preprocessor.truncation:
+    head_tokens = summary.get("head_tokens")
+    if (truncation, head_tokens) == (preprocessor.truncation, preprocessor.head_tokens):
         return preprocessor
-    return preprocessor.with_truncation(truncation, summary.get("head_tokens"))
+    return preprocessor.with_truncation(truncation, head_tokens)
 
 
 def packing_settings(preprocessor):

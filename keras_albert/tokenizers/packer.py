@@ -12,10 +12,13 @@ TRUNCATIONS = ("longest_first", "round_robin", "head_tail")
 PAD_TO = ("fixed", "batch")
 
 
-def default_head_tokens(seq_length):
-    """Head+tail truncation's default head: a quarter of a single text's room,
-    `seq_length - 2`, rounded (128 at 512, Sun et al.'s best split; 64 at 256)."""
-    return round((seq_length - 2) / 4)
+def head_tokens_for(seq_length, truncation, head_tokens=None):
+    """The head kept by head+tail truncation: `head_tokens`, by default a quarter of a
+    single text's room, `seq_length - 2`, rounded (128 at 512, Sun et al.'s best
+    split; 64 at 256); None for the other truncations."""
+    if truncation != "head_tail":
+        return None
+    return round((seq_length - 2) / 4) if head_tokens is None else int(head_tokens)
 
 
 def check_packing_arguments(seq_length, truncation, pad_to, head_tokens=None):
@@ -171,9 +174,7 @@ class InputPacker(_IdLayer):
         self.pad_id = int(pad_id)
         self.truncation = truncation
         self.pad_to = pad_to
-        if truncation == "head_tail" and head_tokens is None:
-            head_tokens = default_head_tokens(self.seq_length)
-        self.head_tokens = None if head_tokens is None else int(head_tokens)
+        self.head_tokens = head_tokens_for(self.seq_length, truncation, head_tokens)
 
     def _segments(self, inputs):
         """Returns `(list of ragged int32 batches, whether it was one example)`."""

@@ -7,7 +7,7 @@ from keras_albert.tokenizers._base import _IdLayer
 from keras_albert.tokenizers.packer import (
     InputPacker,
     check_packing_arguments,
-    default_head_tokens,
+    head_tokens_for,
 )
 
 
@@ -56,9 +56,7 @@ class Preprocessor(_IdLayer):
         self.seq_length = int(seq_length)
         self.truncation = truncation
         self.pad_to = pad_to
-        if truncation == "head_tail" and head_tokens is None:
-            head_tokens = default_head_tokens(self.seq_length)
-        self.head_tokens = head_tokens
+        self.head_tokens = head_tokens_for(self.seq_length, truncation, head_tokens)
         self._packer = None
         if tokenizer._vocabulary is not None:
             self._packer = self._make_packer()
